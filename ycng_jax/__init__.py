@@ -1,0 +1,7 @@
+"""ycng-jax: a JAX/Flax research codebase for a graduate deep-learning course.
+
+Models are pure functions (Flax Linen ``init``/``apply``), steps are jitted over a
+device ``Mesh``, and every experiment is a config under ``experiments/``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,106 @@
+"""The ``ycng`` command.
+
+  ycng list                                   experiments
+  ycng run EXPERIMENT [--workdir DIR] [--config.KEY=VALUE ...]
+  ycng data list                              datasets
+  ycng data info NAME [--json] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+  """Pull ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) out of argv."""
+  rest, overrides, i = [], {}, 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith("--config."):
+      key, sep, value = arg[len("--config."):].partition("=")
+      if not sep:
+        if i + 1 >= len(argv):
+          raise SystemExit(f"ycng: {arg} needs a value (--config.KEY=VALUE).")
+        value, i = argv[i + 1], i + 1
+      overrides[key] = value
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+def _cmd_list(args) -> int:
+  from ycng_jax import experiments  # pylint: disable=import-outside-toplevel
+  listing = experiments.list_experiments()
+  width = max((len(n) for n in listing), default=0)
+  for name, doc in listing.items():
+    print(f"{name:<{width}}  {doc}")
+  return 0
+
+
+def _cmd_run(args) -> int:
+  from ycng_jax import experiments  # pylint: disable=import-outside-toplevel
+  result = experiments.run(args.experiment, args.workdir, args.overrides)
+  print(json.dumps({"experiment": args.experiment, **result}, indent=2, sort_keys=True))
+  return 0
+
+
+def _cmd_data(args) -> int:
+  from ycng_jax import data  # pylint: disable=import-outside-toplevel
+  if args.data_command == "list":
+    for name in data.list_datasets():
+      print(name)
+    return 0
+  info = data.info(args.name, args.data_dir)
+  if args.json:
+    print(json.dumps(info))
+  else:
+    print(f"{info['name']}: {info['description']}")
+    print(f"  source: {info['source']}")
+    print("  splits: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items()))
+    for key, feature in info["features"].items():
+      print(f"  {key}: {feature}")
+    print(f"  prepared in: {info['data_dir']}")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="ycng", description="ycng-jax experiments, data and search.")
+  commands = parser.add_subparsers(dest="command", required=True)
+  commands.add_parser("list", help="list experiments").set_defaults(fn=_cmd_list)
+  run = commands.add_parser("run", help="run an experiment",
+                            usage="ycng run EXPERIMENT [--workdir DIR] [--config.KEY=VALUE ...]")
+  run.add_argument("experiment", help="name from `ycng list`, or a path to a config .py")
+  run.add_argument("--workdir", help="checkpoints, metrics and report (default workdirs/EXPERIMENT)")
+  run.set_defaults(fn=_cmd_run)
+  data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+  data.add_parser("list", help="list datasets").set_defaults(fn=_cmd_data)
+  info = data.add_parser("info", help="splits, features and source of a dataset")
+  info.add_argument("name")
+  info.add_argument("--json", action="store_true", help="one JSON object")
+  info.add_argument("--data-dir", help="prepared-data directory (default $YCNG_JAX_DATA_DIR or "
+                    "~/.cache/ycng_jax/datasets)")
+  info.set_defaults(fn=_cmd_data)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv, overrides = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+  args = build_parser().parse_args(argv)
+  args.overrides = overrides
+  if overrides and args.command != "run":
+    raise SystemExit("ycng: --config.KEY=VALUE overrides only apply to `ycng run`.")
+  from ycng_jax.data import registry, sources  # pylint: disable=import-outside-toplevel
+  from ycng_jax import experiments  # pylint: disable=import-outside-toplevel
+  try:
+    return args.fn(args)
+  except (experiments.ExperimentError, registry.UnknownDatasetError,
+          sources.MissingSourceError) as e:
+    print(f"ycng: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())
