@@ -1,0 +1,21 @@
+"""The clustering experiments' shared runner, end to end on the tiny digits set."""
+
+import json
+
+from ycng_jax import experiments
+
+
+def test_dec_experiment_writes_table_and_figures(tmp_path):
+  overrides = {"dataset": "digits", "limit": "400", "seeds": "(0,)", "hidden_dims": "(128, 10)",
+               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
+               "max_iter": "10", "update_interval": "5", "kmeans_n_init": "2",
+               "verbose": "False"}
+  result = experiments.run("clustering/dec_mnist", tmp_path, overrides)
+  for method in ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec"):
+    assert 0.0 < result[f"{method}_acc_mean"] <= 1.0
+  table = json.loads((tmp_path / "results.json").read_text())["table"]
+  assert table["dec"]["seeds"] == 1 and table["dec"]["acc_std"] == 0.0
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {l["phase"] for l in lines} == {"pretrain", "dec", "idec", "result"}
+  assert (tmp_path / "embedding.png").stat().st_size > 1000
+  assert (tmp_path / "clusters.png").stat().st_size > 1000

@@ -1,0 +1,352 @@
+"""Deep Embedded Clustering (Xie, Girshick & Farhadi 2016) and IDEC (Guo et al. 2017).
+
+DEC learns an embedding and cluster centres together:
+
+1. pretrain a stacked autoencoder on reconstruction (end to end with Adam, optionally
+   after the paper's greedy layer-wise denoising pretraining);
+2. run k-means (ours, :mod:`ycng_jax.cluster.kmeans`) on the embedding for the centres;
+3. alternate: every ``update_interval`` iterations compute the soft assignments Q of the
+   whole data set and the sharpened target P; between updates minimise KL(P || Q) over
+   encoder and centres on mini-batches; stop once fewer than ``tol`` of the labels
+   changed between two updates.
+
+IDEC (``idec=True``) keeps the decoder and minimises ``MSE + gamma * KL`` so the
+embedding keeps the data's local structure.
+
+The train steps are the pure functions of :mod:`ycng_jax.cluster.dec_steps`, jitted here
+with the batch sharded along the mesh's ``data`` axis and the state replicated.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import zlib
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from ycng_jax.cluster import dec_steps
+from ycng_jax.cluster.kmeans import kmeans
+from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
+from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
+
+
+def _check_data(x, input_dim: int | None = None) -> np.ndarray:
+  x = np.asarray(x)
+  if x.ndim != 2 or x.shape[0] == 0:
+    raise ValueError(
+        f"DEC expects a 2-D array (samples, features), got shape {x.shape}; "
+        "flatten images first, e.g. x.reshape(len(x), -1).")
+  if input_dim is not None and x.shape[1] != input_dim:
+    raise ValueError(f"the model was fitted on {input_dim} features but x has {x.shape[1]}.")
+  x = x.astype(np.float32, copy=False)
+  if not np.all(np.isfinite(x)):
+    raise ValueError("x contains NaN or infinite values; clean or impute them first.")
+  return x
+
+
+# Compiled programs are cached by (hashable) module and optimiser kind, so a second DEC
+# with the same architecture, e.g. IDEC after DEC or another seed, compiles nothing.
+# Learning rate and momentum live in the optimiser *state* (optax.inject_hyperparams), so
+# the optimiser built here with placeholder values updates exactly like the one whose
+# ``init`` made the state.
+@functools.lru_cache(maxsize=64)
+def _jit_pretrain_step(module) -> Callable:
+  opt = dec_steps.make_optimizer("adam", 0.0)
+  return jax.jit(dec_steps.make_pretrain_step(module, opt), donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_cluster_step(module, optimizer: str, alpha: float, keep_reconstruction: bool) -> Callable:
+  opt = dec_steps.make_optimizer(optimizer, 0.0, 0.0)
+  return jax.jit(dec_steps.make_cluster_step(
+      module, opt, alpha=alpha, keep_reconstruction=keep_reconstruction), donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_embed(module) -> Callable:
+  return jax.jit(dec_steps.make_embed_fn(module))
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_assign(module, alpha: float) -> Callable:
+  return jax.jit(dec_steps.make_assign_fn(module, alpha))
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_pair_encode(pair) -> Callable:
+  return jax.jit(lambda params, x: pair.apply(params, x, method=pair.encode))
+
+
+class _Batcher:
+  """Fixed-size, padded, sharded mini-batches (one compiled shape for every step)."""
+
+  def __init__(self, mesh: Mesh, batch_size: int):
+    n_dev = mesh.devices.size
+    if batch_size < 1 or batch_size % n_dev:
+      raise ValueError(
+          f"batch_size={batch_size} must be a positive multiple of the {n_dev} devices on the "
+          f"mesh, e.g. {max(n_dev, batch_size // n_dev * n_dev)}.")
+    self.batch_size = batch_size
+    self.sharding = data_sharding(mesh)
+
+  def put(self, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
+    """Pads each array's rows to ``batch_size``; the last output is the 0/1 row weight."""
+    n = arrays[0].shape[0]
+    pad = self.batch_size - n
+    out = []
+    for a in arrays:
+      if pad:
+        a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)])
+      out.append(a)
+    weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return tuple(jax.device_put(a, self.sharding) for a in (*out, weights))
+
+  def apply(self, fn: Callable, params: Any, x: np.ndarray) -> np.ndarray:
+    """Runs a jitted ``fn(params, batch)`` over all rows of ``x`` and stacks the results."""
+    outs = []
+    for start in range(0, x.shape[0], self.batch_size):
+      chunk = x[start:start + self.batch_size]
+      xb, _ = self.put(chunk)
+      outs.append(np.asarray(fn(params, xb))[:chunk.shape[0]])
+    return np.concatenate(outs)
+
+
+class DEC:
+  """Deep Embedded Clustering with a scikit-learn-like interface.
+
+  Example::
+
+    dec = DEC(n_clusters=10, hidden_dims=(500, 500, 2000, 10), pretrain_epochs=50).fit(x)
+    dec.labels_, dec.predict(x_new), dec.transform(x_new)
+
+  Attributes set by ``fit``: ``labels_`` (final hard assignments), ``cluster_centers_``
+  (in embedding space), ``kmeans_labels_`` (k-means on the pretrained embedding: the
+  autoencoder + k-means baseline), ``params_`` ({"autoencoder", "centers"}),
+  ``autoencoder_params_``, ``pretrain_history_`` (per-epoch reconstruction loss),
+  ``history_`` (one dict per target update: ``iteration``, ``loss``, ``kl``,
+  ``reconstruction``, ``delta_label``), ``n_iter_``, ``timings_`` (seconds per phase).
+  """
+
+  def __init__(
+      self, n_clusters: int, *, hidden_dims: Sequence[int] = (500, 500, 2000, 10),
+      alpha: float = 1.0, pretrain_epochs: int = 200, pretrain_batch_size: int = 256,
+      pretrain_learning_rate: float = 1e-3, greedy_epochs: int = 0, greedy_dropout: float = 0.2,
+      batch_size: int = 256, max_iter: int = 20_000, update_interval: int = 140,
+      tol: float = 1e-3, optimizer: str = "sgd", learning_rate: float = 0.01,
+      momentum: float = 0.9, idec: bool = False, gamma: float = 0.1, kmeans_n_init: int = 20,
+      seed: int = 0, mesh: Mesh | None = None, verbose: bool = False):
+    if n_clusters < 2:
+      raise ValueError(f"n_clusters must be at least 2, got {n_clusters}.")
+    if update_interval < 1 or max_iter < 0 or not 0 <= tol < 1:
+      raise ValueError(
+          f"need update_interval >= 1, max_iter >= 0, 0 <= tol < 1; got {update_interval}, "
+          f"{max_iter}, {tol}.")
+    self.n_clusters = n_clusters
+    self.hidden_dims = tuple(hidden_dims)
+    self.alpha = alpha
+    self.pretrain_epochs = pretrain_epochs
+    self.pretrain_batch_size = pretrain_batch_size
+    self.pretrain_learning_rate = pretrain_learning_rate
+    self.greedy_epochs = greedy_epochs
+    self.greedy_dropout = greedy_dropout
+    self.batch_size = batch_size
+    self.max_iter = max_iter
+    self.update_interval = update_interval
+    self.tol = tol
+    self.optimizer = optimizer
+    self.learning_rate = learning_rate
+    self.momentum = momentum
+    self.idec = idec
+    self.gamma = gamma
+    self.kmeans_n_init = kmeans_n_init
+    self.seed = seed
+    self.mesh = mesh
+    self.verbose = verbose
+    dec_steps.make_optimizer(optimizer, learning_rate)  # fails early on an unknown name
+
+  # --------------------------------------------------------------------------- pretraining
+
+  def _train_reconstruction(self, module, params, x: np.ndarray, epochs: int, key: jax.Array,
+                            desc: str) -> tuple[Any, list[float]]:
+    """Adam on MSE for ``epochs`` passes over ``x``; returns params and per-epoch losses."""
+    mesh = self._mesh
+    batcher = _Batcher(mesh, self.pretrain_batch_size)
+    opt = dec_steps.make_optimizer("adam", self.pretrain_learning_rate)
+    state = jax.device_put(dec_steps.init_step_state(params, opt), replicated(mesh))
+    step = _jit_pretrain_step(module)
+    rng = np.random.default_rng([self.seed, zlib_hash(desc)])
+    n = x.shape[0]
+    n_batches = math.ceil(n / batcher.batch_size)
+    losses = []
+    bar = tqdm(range(epochs), desc=desc, disable=not self.verbose, leave=False)
+    for _ in bar:
+      order = rng.permutation(n)
+      epoch_loss = jnp.zeros(())
+      for b in range(n_batches):
+        idx = order[b * batcher.batch_size:(b + 1) * batcher.batch_size]
+        xb, w = batcher.put(x[idx])
+        state, loss = step(state, xb, w, key)
+        epoch_loss = epoch_loss + loss * len(idx)
+      losses.append(float(epoch_loss) / n)
+      bar.set_postfix(loss=f"{losses[-1]:.5f}")
+    return state.params, losses
+
+  def init_autoencoder(self, input_dim: int) -> dict:
+    """Untrained autoencoder parameters for this seed; also the template to restore saved ones
+    (``flax.serialization.from_bytes(dec.init_autoencoder(784), data)``)."""
+    init_key = jax.random.split(jax.random.key(self.seed), 3)[0]
+    model = Autoencoder(input_dim=input_dim, hidden_dims=self.hidden_dims)
+    return jax.device_get(model.init({"params": init_key}, jnp.zeros((1, input_dim))))
+
+  def pretrain(self, x) -> dict:
+    """Pretrains the autoencoder alone and returns its parameters (also kept on ``self``).
+
+    Useful to share one pretrained autoencoder between DEC and IDEC runs:
+    ``DEC(..., idec=True).fit(x, autoencoder_params=dec.pretrain(x))``.
+    """
+    x = _check_data(x)
+    self._setup(x.shape[1])
+    key = jax.random.key(self.seed)
+    _, greedy_key, dropout_key = jax.random.split(key, 3)
+    start = time.perf_counter()
+    history: list[float] = []
+    if self.greedy_epochs > 0:
+      pair_params, h = [], x
+      pairs = greedy_pairs(x.shape[1], self.hidden_dims, self.greedy_dropout)
+      for i, pair in enumerate(pairs):
+        pkey = jax.random.fold_in(greedy_key, i)
+        params = pair.init({"params": pkey}, jnp.zeros((1, pair.input_dim)))
+        params, losses = self._train_reconstruction(
+            pair, params, h, self.greedy_epochs, jax.random.fold_in(dropout_key, i),
+            f"greedy pair {i + 1}/{len(pairs)}")
+        history += losses
+        pair_params.append(params)
+        h = self._batcher.apply(_jit_pair_encode(pair), params, h)
+      ae_params = greedy_pair_params(pair_params)
+    else:
+      ae_params = self.init_autoencoder(x.shape[1])
+    ae_params, losses = self._train_reconstruction(
+        self._model, ae_params, x, self.pretrain_epochs, jax.random.fold_in(dropout_key, 99),
+        "pretrain autoencoder")
+    self.pretrain_history_ = history + losses
+    self.autoencoder_params_ = jax.device_get(ae_params)
+    self.timings_ = {"pretrain_s": time.perf_counter() - start}
+    return self.autoencoder_params_
+
+  # --------------------------------------------------------------------------- clustering
+
+  def _setup(self, input_dim: int) -> None:
+    self._mesh = self.mesh or make_mesh()
+    self._model = Autoencoder(input_dim=input_dim, hidden_dims=self.hidden_dims)
+    self._batcher = _Batcher(self._mesh, self.batch_size)
+    self._embed = _jit_embed(self._model)
+    self._assign = _jit_assign(self._model, self.alpha)
+    self.input_dim_ = input_dim
+
+  def fit(self, x, autoencoder_params: dict | None = None) -> "DEC":
+    """Pretrains (unless ``autoencoder_params`` is given), initialises with k-means, trains DEC."""
+    x = _check_data(x)
+    if x.shape[0] < self.n_clusters:
+      raise ValueError(f"{x.shape[0]} samples cannot form {self.n_clusters} clusters.")
+    if autoencoder_params is None:
+      autoencoder_params = self.pretrain(x)
+    else:
+      self._setup(x.shape[1])
+      self.pretrain_history_, self.timings_ = [], {"pretrain_s": 0.0}
+      self.autoencoder_params_ = autoencoder_params
+    start = time.perf_counter()
+    mesh, batcher, model = self._mesh, self._batcher, self._model
+    key = jax.random.fold_in(jax.random.key(self.seed), 1)
+
+    z = batcher.apply(self._embed, autoencoder_params, x)
+    km = kmeans(key, z, self.n_clusters, n_init=self.kmeans_n_init, mesh=mesh)
+    self.kmeans_labels_ = km.labels
+    self.timings_["kmeans_s"] = time.perf_counter() - start
+
+    opt = dec_steps.make_optimizer(self.optimizer, self.learning_rate, self.momentum)
+    params = {"autoencoder": autoencoder_params, "centers": km.centers}
+    state = jax.device_put(dec_steps.init_step_state(params, opt), replicated(mesh))
+    step = _jit_cluster_step(model, self.optimizer, self.alpha, self.idec)
+    assign = self._assign
+    gamma = jnp.float32(self.gamma)
+
+    rng = np.random.default_rng([self.seed, 2])
+    n, bs = x.shape[0], batcher.batch_size
+    order, index = rng.permutation(n), 0
+    labels_last = km.labels
+    p = None
+    history: list[dict] = []
+    sums = {"loss": 0.0, "kl": 0.0, "reconstruction": 0.0}
+    steps_since = 0
+    ite = 0
+    bar = tqdm(total=self.max_iter, desc="DEC" if not self.idec else "IDEC",
+               disable=not self.verbose, leave=False)
+    while True:
+      if ite % self.update_interval == 0 or ite == self.max_iter:
+        q = batcher.apply(assign, state.params, x)
+        p = np.asarray(dec_steps.target_distribution(jnp.asarray(q)))
+        labels = q.argmax(1).astype(np.int32)
+        delta = float(np.mean(labels != labels_last))
+        labels_last = labels
+        entry = {"iteration": ite, "delta_label": delta}
+        entry.update({k: (float(v) / steps_since if steps_since else float("nan"))
+                      for k, v in sums.items()})
+        history.append(entry)
+        sums = {k: 0.0 for k in sums}
+        steps_since = 0
+        bar.set_postfix(delta=f"{delta:.4f}", loss=f"{entry['loss']:.4f}")
+        if (ite > 0 and delta < self.tol) or ite >= self.max_iter:
+          break
+      idx = order[index * bs:(index + 1) * bs]
+      xb, pb, w = batcher.put(x[idx], p[idx])
+      state, metrics = step(state, xb, pb, w, gamma)
+      for k in sums:  # device scalars: summed lazily, fetched once per update
+        sums[k] = sums[k] + metrics[k]
+      steps_since += 1
+      index += 1
+      if index * bs >= n:
+        order, index = rng.permutation(n), 0
+      ite += 1
+      bar.update(1)
+    bar.close()
+
+    self.params_ = jax.device_get(state.params)
+    self.cluster_centers_ = np.asarray(self.params_["centers"])
+    self.labels_ = labels_last
+    self.history_ = history
+    self.n_iter_ = ite
+    self.timings_["cluster_s"] = time.perf_counter() - start - self.timings_["kmeans_s"]
+    return self
+
+  # --------------------------------------------------------------------------- inference
+
+  def _require_fitted(self) -> None:
+    if not hasattr(self, "params_"):
+      raise RuntimeError("This DEC is not fitted yet; call fit(x) first.")
+
+  def predict_proba(self, x) -> np.ndarray:
+    """Soft assignments Q (n, n_clusters); rows sum to 1."""
+    self._require_fitted()
+    x = _check_data(x, self.input_dim_)
+    return self._batcher.apply(self._assign, self.params_, x)
+
+  def predict(self, x) -> np.ndarray:
+    return self.predict_proba(x).argmax(1).astype(np.int32)
+
+  def transform(self, x) -> np.ndarray:
+    """The embedding of ``x`` under the fitted (DEC-tuned) encoder."""
+    self._require_fitted()
+    x = _check_data(x, self.input_dim_)
+    return self._batcher.apply(self._embed, self.params_["autoencoder"], x)
+
+
+def zlib_hash(text: str) -> int:
+  """A stable (not per-process salted) hash, to seed per-phase numpy generators."""
+  return zlib.crc32(text.encode())

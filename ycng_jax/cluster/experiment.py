@@ -1,0 +1,128 @@
+"""Shared runner of the DEC / IDEC experiments (``experiments/clustering/*.py``).
+
+For every seed: k-means on the pixels, the autoencoder + k-means baseline, DEC and (if
+``config.idec``) IDEC from the same pretrained autoencoder.  Writes to the workdir:
+``metrics.jsonl`` (pretraining losses, DEC history, one row per method and seed),
+``results.json`` (the table: mean and standard deviation over seeds of acc / NMI / ARI),
+``embedding.png`` (a 2-D PCA projection of the DEC embedding coloured by cluster) and
+``clusters.png`` (a grid of samples per DEC cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import ml_collections
+import numpy as np
+
+from ycng_jax import data
+from ycng_jax.cluster import metrics
+from ycng_jax.cluster.dec import DEC
+from ycng_jax.cluster.kmeans import KMeans
+
+METHODS = ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec")
+
+
+def load_flat(name: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+  """All splits of an image dataset as rows in [0, 1], labels, and the image shape."""
+  parts = [data.load(name, split) for split in ("train", "test")]
+  images = np.concatenate([p["image"] for p in parts])
+  labels = np.concatenate([p["label"] for p in parts]).astype(np.int32)
+  if limit:
+    keep = np.random.default_rng(0).permutation(len(images))[:limit]
+    images, labels = images[keep], labels[keep]
+  x = images.reshape(len(images), -1).astype(np.float32)
+  return x / max(float(x.max()), 1.0), labels, images.shape[1:]
+
+
+def dec_kwargs(config: ml_collections.ConfigDict) -> dict:
+  return dict(
+      hidden_dims=tuple(config.hidden_dims), alpha=config.alpha,
+      pretrain_epochs=config.pretrain_epochs, pretrain_batch_size=config.pretrain_batch_size,
+      pretrain_learning_rate=config.pretrain_learning_rate, greedy_epochs=config.greedy_epochs,
+      greedy_dropout=config.greedy_dropout, batch_size=config.batch_size,
+      max_iter=config.max_iter, update_interval=config.update_interval, tol=config.tol,
+      optimizer=config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
+      kmeans_n_init=config.kmeans_n_init, verbose=config.verbose)
+
+
+def _figures(workdir: pathlib.Path, dec: DEC, x: np.ndarray, image_shape, seed: int) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  sample = rng.permutation(len(x))[:5000]
+  z = dec.transform(x[sample])
+  z = z - z.mean(0)
+  _, _, vt = np.linalg.svd(z, full_matrices=False)
+  xy = z @ vt[:2].T
+  fig, ax = plt.subplots(figsize=(6, 6))
+  ax.scatter(xy[:, 0], xy[:, 1], c=dec.labels_[sample], cmap="tab10", s=2)
+  ax.set_title("DEC embedding (PCA of 5000 samples), coloured by cluster")
+  fig.savefig(workdir / "embedding.png", dpi=120)
+  plt.close(fig)
+  per_cluster = 10
+  fig, axes = plt.subplots(dec.n_clusters, per_cluster,
+                           figsize=(per_cluster, dec.n_clusters), squeeze=False)
+  for c in range(dec.n_clusters):
+    members = np.flatnonzero(dec.labels_ == c)
+    picks = rng.permutation(members)[:per_cluster]
+    for j in range(per_cluster):
+      ax = axes[c, j]
+      ax.axis("off")
+      if j < len(picks):
+        ax.imshow(x[picks[j]].reshape(image_shape[:2]), cmap="gray")
+  fig.suptitle("samples per DEC cluster (one row a cluster)")
+  fig.savefig(workdir / "clusters.png", dpi=100)
+  plt.close(fig)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  workdir = pathlib.Path(workdir)
+  x, y, image_shape = load_flat(config.dataset, config.limit)
+  rows: list[dict] = []
+  with (workdir / "metrics.jsonl").open("w") as log:
+    def record(row: dict) -> None:
+      log.write(json.dumps(row) + "\n")
+      log.flush()
+
+    for seed in config.seeds:
+      start = time.perf_counter()
+      km = KMeans(config.n_clusters, n_init=config.kmeans_n_init, seed=seed).fit(x)
+      rows.append({"method": "kmeans_pixels", "seed": seed, **metrics.all_metrics(y, km.labels_),
+                   "seconds": time.perf_counter() - start})
+      dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config)).fit(x)
+      for epoch, loss in enumerate(dec.pretrain_history_):
+        record({"seed": seed, "phase": "pretrain", "epoch": epoch + 1, "loss": loss})
+      for entry in dec.history_:
+        record({"seed": seed, "phase": "dec", **entry})
+      rows.append({"method": "autoencoder_kmeans", "seed": seed,
+                   **metrics.all_metrics(y, dec.kmeans_labels_),
+                   "seconds": dec.timings_["pretrain_s"] + dec.timings_["kmeans_s"]})
+      rows.append({"method": "dec", "seed": seed, **metrics.all_metrics(y, dec.labels_),
+                   "seconds": dec.timings_["cluster_s"], "iterations": dec.n_iter_})
+      if config.idec:
+        idec = DEC(config.n_clusters, seed=seed, idec=True, gamma=config.gamma,
+                   **dec_kwargs(config)).fit(x, autoencoder_params=dec.autoencoder_params_)
+        for entry in idec.history_:
+          record({"seed": seed, "phase": "idec", **entry})
+        rows.append({"method": "idec", "seed": seed, **metrics.all_metrics(y, idec.labels_),
+                     "seconds": idec.timings_["cluster_s"], "iterations": idec.n_iter_})
+      for row in rows[-(4 if config.idec else 3):]:
+        record({"phase": "result", **row})
+      if seed == config.seeds[0]:
+        _figures(workdir, dec, x, image_shape, seed)
+
+  table = {}
+  for method in METHODS:
+    mine = [r for r in rows if r["method"] == method]
+    if mine:
+      table[method] = {
+          f"{m}_{stat}": float(fn([r[m] for r in mine]))
+          for m in ("acc", "nmi", "ari") for stat, fn in (("mean", np.mean), ("std", np.std))}
+      table[method]["seeds"] = len(mine)
+  (workdir / "results.json").write_text(json.dumps({"table": table, "runs": rows}, indent=2))
+  return {f"{method}_{key}": value for method, stats in table.items()
+          for key, value in stats.items() if key.endswith("_mean")}
