@@ -1,0 +1,68 @@
+"""Topic 1 experiments end to end with tiny configs on real Fashion-MNIST."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from ycng_jax import experiments
+
+TINY = {"train_examples": "640", "test_examples": "256", "num_epochs": "1", "batch_size": "64",
+        "eval_batch_size": "128", "verbose": "0", "tensorboard": "False", "log_every_steps": "5"}
+
+
+def _run(name, workdir, **extra):
+  overrides = {**TINY, **{k: str(v) for k, v in extra.items()}}
+  return experiments.run(name, str(workdir), overrides)
+
+
+def _final(workdir):
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert lines[-1]["final"] and all("step" in l for l in lines)
+  return lines[-1]
+
+
+@pytest.mark.parametrize("name", ["topic1/sequential_mlp", "topic1/sequential_cnn"])
+def test_sequential_models(name, tmp_path):
+  result = _run(name, tmp_path)
+  assert result["test_accuracy"] > 0.3  # 10 classes: chance is 0.1; 9 steps of training
+  assert _final(tmp_path)["test_accuracy"] == result["test_accuracy"]
+  for f in ("config.json", "results.json", "curves.png", "history.csv"):
+    assert os.path.exists(tmp_path / f), f
+
+
+def test_functional_dag_two_inputs_two_outputs(tmp_path):
+  result = _run("topic1/functional_dag", tmp_path, num_epochs=2)
+  assert result["test_label_accuracy"] > 0.4
+  assert result["test_group_accuracy"] > 0.8  # 3 groups, easy
+  # the weighted loss is exactly 1.0 * label loss + 0.5 * group loss (averaged per example)
+  assert result["test_loss"] == pytest.approx(
+      result["test_label_loss"] + 0.5 * result["test_group_loss"], rel=1e-5)
+
+
+def test_functional_dag_shares_the_nested_encoder():
+  module = experiments.load_module("topic1/functional_dag")
+  model = module.TwoInputTwoOutput(width=4)
+  x = np.zeros((2, 28, 28, 1), np.float32)
+  params = model.init(jax.random.PRNGKey(0), x, x)["params"]
+  assert set(params) == {"encoder", "joint", "label_head", "group_head"}  # one encoder, used twice
+  assert set(params["encoder"]) == {"stem", "block_conv1", "block_conv2"}
+
+
+def test_feature_extraction_leaves_params_unchanged(tmp_path):
+  result = _run("topic1/feature_extraction", tmp_path, probe_examples=512)
+  assert result["params_unchanged"] and result["feature_dim"] == 128
+  assert result["probe_test_accuracy"] > 0.5
+
+
+def test_transfer_blueprints_freeze_bit_identically(tmp_path):
+  result = _run("topic1/transfer_freeze", tmp_path, source_epochs=1, target_examples=320,
+                train_examples=1280, num_epochs=2)
+  for blueprint in (1, 2):
+    assert result[f"blueprint{blueprint}_frozen_unchanged"] is True
+    assert result[f"blueprint{blueprint}_trainable_changed"] is True
+    assert result[f"blueprint{blueprint}_test_accuracy"] > 0.2  # above chance (5 classes)
+
+

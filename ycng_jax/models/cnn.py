@@ -1,0 +1,49 @@
+"""A small Sequential convolutional classifier (VGG-style blocks) for 28x28-ish images."""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+
+from ycng_jax.models.graph import Sequential
+from ycng_jax.models.layers import Flatten
+
+
+def cnn_layers(features: Sequence[int], dense: int, num_classes: int, dropout: float = 0.25,
+               batch_norm: bool = True, convs_per_block: int = 2) -> list:
+  """Per block: ``convs_per_block`` x (Conv 3x3, [BN], ReLU), max-pool 2x2, dropout; then a head."""
+  layers: list = []
+  pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+  for b, width in enumerate(features):
+    for c in range(convs_per_block):
+      layers.append(nn.Conv(width, (3, 3), padding="SAME", use_bias=not batch_norm,
+                            name=f"conv_{b}_{c}"))
+      if batch_norm:
+        layers.append(nn.BatchNorm(momentum=0.9, name=f"bn_{b}_{c}"))
+      layers.append(nn.relu)
+    layers.append(pool)
+    if dropout:
+      layers.append(nn.Dropout(dropout))
+  layers += [Flatten(), nn.Dense(dense, name="dense"), nn.relu]
+  if dropout:
+    layers.append(nn.Dropout(2 * dropout))
+  layers.append(nn.Dense(num_classes, name="logits"))
+  return layers
+
+
+class CNN(nn.Module):
+  """``Sequential(cnn_layers(...))``; inputs are float NHWC images (scaled by the caller)."""
+  num_classes: int = 10
+  features: Sequence[int] = (32, 64)
+  dense: int = 128
+  dropout: float = 0.25
+  batch_norm: bool = True
+  convs_per_block: int = 2
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    layers = cnn_layers(self.features, self.dense, self.num_classes, self.dropout,
+                        self.batch_norm, self.convs_per_block)
+    return Sequential(layers, name="sequential")(x, train=train)

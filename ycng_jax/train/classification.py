@@ -1,0 +1,281 @@
+"""The shared supervised-classification runner: ``config.runner = "ycng_jax.train.classification:run"``.
+
+It builds data loaders, model, optimizer and callbacks from the config, calls ``fit``
+and writes everything a report needs to the workdir: ``metrics.jsonl`` (ending with the
+``"final": true`` test metrics), ``history.csv``, TensorBoard events, ``curves.png``,
+``results.json``, and checkpoints (``checkpoints/backup`` for resume, ``checkpoints/best``).
+Running the same command again after a crash resumes exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ycng_jax.train import callbacks as cb_lib
+from ycng_jax.train import checkpoint as ckpt_lib
+from ycng_jax.train import distributed, logging_callbacks as log_lib, optim
+from ycng_jax.train.losses import make_classification_loss
+from ycng_jax.train.mesh import make_mesh
+from ycng_jax.train.trainer import Trainer, peek
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key the runner reads, with defaults; experiments override what they need."""
+  c = ml_collections.ConfigDict()
+  c.runner = "ycng_jax.train.classification:run"
+  c.dataset = "fashion_mnist"
+  c.image_scale = 255.0             # images are divided by this inside the step
+  c.train_examples = 0              # 0: all; >0: the first N (tiny test runs)
+  c.test_examples = 0
+  c.validation_split = 0.1          # fraction of train held out (seeded) for val_* metrics
+  c.model = ml_collections.ConfigDict({"name": "ycng_jax.models.cnn:CNN",
+                                       "kwargs": ml_collections.ConfigDict()})
+  c.batch_size = 128
+  c.eval_batch_size = 512
+  c.num_epochs = 10
+  c.seed = 0
+  c.optimizer = ml_collections.ConfigDict({
+      "name": "adam", "learning_rate": 1e-3, "schedule": "constant", "warmup_steps": 0,
+      "end_factor": 0.0, "decay_rate": 0.5, "clip_norm": 0.0, "clip_value": 0.0,
+      "kwargs": ml_collections.ConfigDict()})
+  c.label_smoothing = 0.0
+  c.num_devices = 0                 # 0: all devices
+  c.param_sharding = "replicated"   # or "fsdp"
+  c.compute_dtype = "float32"       # or "bfloat16"
+  c.grad_accum_steps = 1
+  c.ema_decay = 0.0                 # >0: keep EMA params and evaluate with them
+  c.trainable = ()                  # regexes over param paths; others frozen (transfer learning)
+  c.frozen = ()                     # regexes of params to freeze; others train
+  c.init_from = ""                  # a checkpoint directory to load params from before training
+  c.log_every_steps = 50
+  c.backup_every_steps = 0          # 0: back up at epoch ends only
+  c.keep_checkpoints = 2
+  c.best_monitor = "val_accuracy"   # "" disables the best-checkpoint keeper
+  c.early_stopping_patience = 0     # 0: off
+  c.reduce_lr_patience = 0          # 0: off
+  c.terminate_on_nan = True
+  c.tensorboard = True
+  c.verbose = 1
+  c.distributed = distributed.config_defaults()
+  return c
+
+
+def check_config(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict | None = None):
+  """An unknown key (a typo) is an error that lists the valid keys."""
+  reference = reference or base_config()
+  for key in config.keys():
+    if key not in reference:
+      raise ValueError(f"unknown config key {key!r} for the classification runner; valid keys: "
+                       f"{sorted(reference.keys())}")
+    if isinstance(reference[key], ml_collections.ConfigDict) and key not in ("model",):
+      sub_ref, sub = reference[key], config[key]
+      for k in sub.keys():
+        if k not in sub_ref and k != "kwargs":
+          raise ValueError(f"unknown config key '{key}.{k}'; valid: {sorted(sub_ref.keys())}")
+
+
+def import_object(path: str) -> Any:
+  """``"package.module:Name"`` -> the object."""
+  if ":" not in path:
+    raise ValueError(f"expected 'package.module:Name', got {path!r}")
+  module, name = path.split(":")
+  obj = getattr(importlib.import_module(module), name, None)
+  if obj is None:
+    raise ValueError(f"{module} has no {name!r}")
+  return obj
+
+
+def make_preprocess(image_scale: float) -> Callable:
+  """Cast uint8 images to float32 and scale them inside the step (the host sends uint8)."""
+
+  def preprocess(batch):
+    out = dict(batch)
+    out["image"] = batch["image"].astype(jnp.float32) / image_scale
+    return out
+
+  return preprocess
+
+
+def load_splits(config) -> tuple[dict, dict | None, dict]:
+  """Train / validation (or None) / test arrays, labels as int32."""
+  import ycng_jax.data as ydata
+  train, test = ydata.load(config.dataset, "train"), ydata.load(config.dataset, "test")
+  train = {k: np.asarray(train[k]) for k in ("image", "label")}
+  test = {k: np.asarray(test[k]) for k in ("image", "label")}
+  if config.train_examples:
+    train = {k: v[:config.train_examples] for k, v in train.items()}
+  if config.test_examples:
+    test = {k: v[:config.test_examples] for k, v in test.items()}
+  for split in (train, test):
+    split["label"] = split["label"].astype(np.int32)
+  val = None
+  if config.validation_split:
+    order = np.random.default_rng(config.seed).permutation(len(train["label"]))
+    n_val = max(1, int(round(len(order) * config.validation_split)))
+    val = {k: v[np.sort(order[:n_val])] for k, v in train.items()}
+    train = {k: v[np.sort(order[n_val:])] for k, v in train.items()}
+  return train, val, test
+
+
+def build_model(config, num_classes: int):
+  """``config.model.name`` ("module:Class") built with ``config.model.kwargs``."""
+  model_cls = import_object(config.model.name)
+  kwargs = dict(config.model.get("kwargs", {}) or {})
+  kwargs.setdefault("num_classes", num_classes)
+  try:
+    return model_cls(**kwargs)
+  except TypeError as e:
+    raise ValueError(f"model {config.model.name} does not accept {sorted(kwargs)}: {e}") from e
+
+
+def build_trainer(config, mesh, num_classes: int, total_steps: int, model: Any = None) -> Trainer:
+  model = model if model is not None else build_model(config, num_classes)
+  opt_cfg = {k: v for k, v in config.optimizer.items()}
+  opt_cfg["kwargs"] = dict(opt_cfg.get("kwargs") or {})
+  tx = optim.optimizer_from_config(opt_cfg, total_steps)
+  if config.trainable or config.frozen:
+    trainable, frozen = tuple(config.trainable) or None, tuple(config.frozen) or None
+    tx = optim.freeze(tx, lambda params: optim.trainable_labels(params, trainable=trainable,
+                                                                frozen=frozen))
+  return Trainer(model, make_classification_loss(label_smoothing=config.label_smoothing), tx,
+                 mesh=mesh, preprocess=make_preprocess(config.image_scale),
+                 param_sharding=config.param_sharding, compute_dtype=config.compute_dtype,
+                 grad_accum_steps=config.grad_accum_steps,
+                 ema_decay=config.ema_decay or None, seed=config.seed)
+
+
+def default_callbacks(config, workdir: str, has_validation: bool) -> list:
+  cbs: list = []
+  if config.terminate_on_nan:
+    cbs.append(cb_lib.TerminateOnNaN())
+  monitor = config.best_monitor if has_validation else ""
+  if config.early_stopping_patience and has_validation:
+    cbs.append(cb_lib.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience))
+  if config.reduce_lr_patience and has_validation:
+    cbs.append(cb_lib.ReduceLROnPlateau(monitor="val_loss", patience=config.reduce_lr_patience,
+                                        factor=0.5, verbose=1))
+  cbs.append(log_lib.CSVLogger(os.path.join(workdir, "history.csv")))
+  if config.tensorboard:
+    cbs.append(log_lib.TensorBoard(os.path.join(workdir, "tensorboard")))
+  if monitor:
+    cbs.append(ckpt_lib.ModelCheckpoint(os.path.join(workdir, "checkpoints", "best"),
+                                        monitor=monitor, max_to_keep=1))
+  cbs.append(ckpt_lib.BackupAndRestore(os.path.join(workdir, "checkpoints", "backup"),
+                                       save_freq=config.backup_every_steps or "epoch",
+                                       max_to_keep=max(2, config.keep_checkpoints)))
+  return cbs
+
+
+def plot_history(history: dict[str, list[float]], path: str):
+  """Loss and accuracy curves per epoch as a PNG (for the report)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  for ax, name in zip(axes, ("loss", "accuracy")):
+    for key in (name, f"val_{name}"):
+      if key in history:
+        ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_title(name)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def make_loaders(config, mesh, train: dict, val: dict | None, test: dict) -> dict[str, Any]:
+  """A shuffled endless train Loader and exact (padded, masked) eval Loaders."""
+  from ycng_jax.data.pipeline import Loader
+  n_dev = mesh.devices.size
+  if config.batch_size % n_dev:
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_dev} devices")
+  eval_batch = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
+
+  def eval_loader(arrays):
+    return Loader(arrays, global_batch_size=eval_batch, mesh=mesh, shuffle=False, num_epochs=1,
+                  drop_remainder=False)
+
+  return {"train": Loader(train, global_batch_size=config.batch_size, mesh=mesh, shuffle=True,
+                          seed=config.seed),
+          "val": eval_loader(val) if val is not None else None, "test": eval_loader(test)}
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What ``train`` leaves for experiments that continue (feature extraction, transfer)."""
+  trainer: Trainer
+  test_metrics: dict[str, float]
+  history: dict[str, list[float]]
+  loaders: dict[str, Any]
+  arrays: dict[str, Any]
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
+          extra_callbacks: list | None = None, reference_config: Any = None,
+          splits: tuple[dict, dict | None, dict] | None = None,
+          prepare: Callable[[Trainer], None] | None = None) -> TrainResult:
+  """Train and test one classifier, writing the workdir; the trainer stays alive.
+
+  Args:
+    model: a Flax module to use instead of ``config.model`` (experiments with their own model
+      class pass it here).
+    extra_callbacks: more callbacks (e.g. an experiment's own).
+    reference_config: the config whose keys are valid (default ``base_config()``), for
+      experiments that add keys of their own.
+    splits: ``(train, val or None, test)`` arrays instead of loading ``config.dataset``.
+    prepare: called with the initialised trainer before training (e.g. to load pretrained
+      params into part of the model); a resumed run's backup replaces what it set.
+  """
+  check_config(config, reference_config)
+  distributed.initialize(config.distributed)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = make_mesh(config.num_devices or None)
+  train_arrays, val, test = splits if splits is not None else load_splits(config)
+  num_classes = int(max(train_arrays["label"].max(), test["label"].max())) + 1
+  loaders = make_loaders(config, mesh, train_arrays, val, test)
+  train_loader, val_loader, test_loader = loaders["train"], loaders["val"], loaders["test"]
+  total_steps = config.num_epochs * train_loader.steps_per_epoch
+  trainer = build_trainer(config, mesh, num_classes, total_steps, model)
+  trainer.init(peek(train_loader))
+  if config.init_from:
+    ckpt_lib.load_checkpoint(config.init_from, trainer, which="latest")
+  if prepare is not None:
+    prepare(trainer)
+  callbacks = default_callbacks(config, workdir, val_loader is not None) + list(extra_callbacks or [])
+  history = trainer.fit(train_loader, epochs=config.num_epochs, validation_data=val_loader,
+                        callbacks=callbacks, verbose=config.verbose, workdir=workdir,
+                        log_every_steps=config.log_every_steps)
+  if trainer.nonfinite_step is not None:
+    raise FloatingPointError(
+        f"training stopped at step {trainer.nonfinite_step}: the loss became NaN/inf. The last "
+        f"good checkpoint is in {os.path.join(workdir, 'checkpoints', 'backup')}. Lower "
+        "optimizer.learning_rate or set optimizer.clip_norm, then rerun.")
+  test_metrics = {f"test_{k}": v for k, v in trainer.evaluate(test_loader).items()}
+  step = int(jax.device_get(trainer.state.step))
+  log_lib.write_final(os.path.join(workdir, "metrics.jsonl"), step, test_metrics,
+                      num_params=trainer.num_params)
+  if jax.process_index() == 0:
+    if history.history:
+      plot_history(history.history, os.path.join(workdir, "curves.png"))
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump({"final": test_metrics, "history": history.history, "step": step,
+                 "num_params": trainer.num_params}, f, indent=2)
+  return TrainResult(trainer, test_metrics, history.history, loaders,
+                     {"train": train_arrays, "val": val, "test": test})
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, **kwargs: Any) -> dict[str, float]:
+  """``train`` then free the run's device memory; returns the test metrics."""
+  result = train(config, workdir, **kwargs)
+  result.trainer.free()
+  return result.test_metrics
