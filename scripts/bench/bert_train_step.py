@@ -1,0 +1,177 @@
+"""Fine-tuning tokens/s: our jitted BertForSequenceClassification step vs transformers' PyTorch one.
+
+Same config (the packaged all-MiniLM-L6-v2 by default, its weights loaded, a new 2-class head),
+same batch and length, AdamW with the same hyperparameters, dropout on (train mode) on both
+sides. Prints tokens/s of each, the ratio (ours / theirs) and, on a GPU, model FLOP utilisation
+(FLOPs ~ 6 * non-embedding params * tokens + attention, over the chip's dense peak).
+
+  python scripts/bench/bert_train_step.py --batch 32 --seq 128 --steps 10
+  python scripts/bench/bert_train_step.py --gpu --dtype bfloat16 --batch 64 --seq 256 --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+# Dense peak FLOP/s by device kind (bf16 / fp32 without TF32), for model FLOP utilisation.
+_PEAK = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12)}
+
+
+def train_flops_per_step(config, batch: int, seq: int) -> float:
+  """6 * params * tokens for the matmuls (embeddings excluded: lookups) + attention scores/context."""
+  h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+  per_layer = 4 * h * h + 2 * h * i
+  matmul_params = layers * per_layer + h * h + h * config.num_labels  # + pooler, classifier
+  attention = layers * 4 * seq * seq * h * batch  # QK^T and PV, forward, 2 FLOPs per MAC
+  return 6 * matmul_params * batch * seq + 3 * attention
+
+
+def run_ours(args, config, folder, ids, mask, labels):
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from ycng_jax.models.bert import sequence_classification_loss
+  from ycng_jax.models.hf_weights import load_pretrained
+  from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
+
+  mesh = make_mesh()
+  module, params, _ = load_pretrained(folder, head="classification", config=config,
+                                      allow_missing=("classifier.*",),
+                                      dtype=getattr(jnp, args.dtype), remat=args.remat)
+  tx = optax.inject_hyperparams(optax.adamw)(learning_rate=args.lr, weight_decay=args.wd)
+  params = jax.device_put(params, replicated(mesh))
+  opt_state = jax.jit(tx.init, out_shardings=replicated(mesh))(params)  # On the mesh: no retrace.
+
+  def step(params, opt_state, ids, mask, labels, rng):
+    def loss_fn(p):
+      logits = module.apply({"params": p}, ids, mask, deterministic=False, rngs={"dropout": rng})
+      return sequence_classification_loss(logits, labels, config)
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  rows = data_sharding(mesh)
+  step = jax.jit(step, donate_argnums=(0, 1))
+  ids, mask, labels = (jax.device_put(x, rows) for x in (ids, mask, labels))
+  rng = jax.random.PRNGKey(0)
+  for _ in range(args.warmup):
+    params, opt_state, loss = step(params, opt_state, ids, mask, labels, rng)
+  float(loss)
+  t0, c0 = time.perf_counter(), time.process_time()
+  for i in range(args.steps):
+    params, opt_state, loss = step(params, opt_state, ids, mask, labels, jax.random.fold_in(rng, i))
+  final = float(loss)  # Blocks until the last step is done.
+  return time.perf_counter() - t0, time.process_time() - c0, final, jax.devices()[0]
+
+
+def run_theirs(args, folder, ids, mask, labels):
+  import torch
+  import transformers
+
+  device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
+  model = transformers.BertForSequenceClassification.from_pretrained(
+      folder, num_labels=args.num_labels).to(device).train()
+  opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+  ids, mask, labels = (torch.from_numpy(np.asarray(x)).long().to(device) for x in (ids, mask, labels))
+  use_bf16 = args.dtype == "bfloat16"
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
+      loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+  for _ in range(args.warmup):
+    step()
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+  sync()
+  t0, c0 = time.perf_counter(), time.process_time()
+  for _ in range(args.steps):
+    loss = step()
+  final = float(loss)
+  sync()
+  return time.perf_counter() - t0, time.process_time() - c0, final, device
+
+
+def set_cpu_threads(threads: int) -> None:
+  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported."""
+  if threads <= 0:
+    return
+  if threads == 1:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
+                               "false intra_op_parallelism_threads=1").strip()
+  else:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" intra_op_parallelism_threads={threads}").strip()
+  import torch
+  torch.set_num_threads(threads)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", default="all-MiniLM-L6-v2")
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--seq", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--num-labels", type=int, default=2)
+  parser.add_argument("--lr", type=float, default=2e-5)
+  parser.add_argument("--wd", type=float, default=0.01)
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--remat", action="store_true")
+  parser.add_argument("--gpu", action="store_true", help="run both on the GPU (jax's default "
+                      "backend must be the GPU) and report model FLOP utilisation")
+  parser.add_argument("--only", choices=["ours", "theirs"], help="run one side")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="CPU threads for each framework (0: their defaults); 1 gives "
+                      "contention-proof CPU-time figures on a shared machine")
+  args = parser.parse_args()
+  set_cpu_threads(args.threads)
+
+  from ycng_jax.models.bert import BertConfig
+  from ycng_jax.models.hf_weights import resolve_model_folder
+
+  folder = resolve_model_folder(args.model)
+  config = BertConfig.from_hf(folder, num_labels=args.num_labels)
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1000, config.vocab_size, (args.batch, args.seq)).astype(np.int32)
+  ids[:, 0] = 101
+  lengths = rng.integers(args.seq // 2, args.seq + 1, args.batch)  # Mixed lengths, padded.
+  mask = (np.arange(args.seq)[None] < lengths[:, None]).astype(np.int32)
+  labels = rng.integers(0, args.num_labels, args.batch).astype(np.int32)
+  tokens = args.batch * args.seq * args.steps
+  print(f"{args.model}: batch {args.batch} x seq {args.seq}, {args.steps} timed steps after "
+        f"{args.warmup} warm-up, {args.dtype}, AdamW lr {args.lr} wd {args.wd}, dropout on")
+
+  results, cpu_time = {}, {}
+  if args.only != "theirs":
+    wall, cpu, loss, device = run_ours(args, config, folder, ids, mask, labels)
+    results["ours"], cpu_time["ours"] = tokens / wall, cpu
+    print(f"ycng_jax (jax on {device.platform}): {tokens / wall:10.0f} tokens/s "
+          f"({wall / args.steps * 1e3:.1f} ms/step, CPU {cpu:.1f} s, last loss {loss:.4f})")
+    if device.platform == "gpu":
+      kind = next((k for k in _PEAK if k in device.device_kind), None)
+      if kind:
+        peak = _PEAK[kind][0 if args.dtype == "bfloat16" else 1]
+        mfu = train_flops_per_step(config, args.batch, args.seq) * args.steps / wall / peak
+        print(f"  model FLOP utilisation {100 * mfu:.1f}% of {device.device_kind} dense "
+              f"{args.dtype} peak {peak / 1e12:.0f} TFLOP/s")
+  if args.only != "ours":
+    wall, cpu, loss, device = run_theirs(args, folder, ids, mask, labels)
+    results["theirs"], cpu_time["theirs"] = tokens / wall, cpu
+    print(f"transformers (torch on {device}): {tokens / wall:10.0f} tokens/s "
+          f"({wall / args.steps * 1e3:.1f} ms/step, CPU {cpu:.1f} s, last loss {loss:.4f})")
+  if len(results) == 2:
+    print(f"ratio ours/theirs: {results['ours'] / results['theirs']:.2f}x by wall time, "
+          f"{cpu_time['theirs'] / cpu_time['ours']:.2f}x by CPU time")
+
+
+if __name__ == "__main__":
+  main()

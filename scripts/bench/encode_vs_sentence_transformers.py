@@ -1,0 +1,137 @@
+"""Sentences/s of ``ycng_jax.text.Encoder.encode`` vs sentence-transformers (PyTorch), one process.
+
+Both embed the same texts from the same model folder with the same batch size; the script prints
+each throughput, the ratio (ours / theirs) and the mean cosine between the two embedding sets.
+Wall time is the figure; CPU time is printed too, since on a shared, oversubscribed machine it is
+the steadier one (run with ``--threads 1`` there: idle threads then cannot spin). Each side first
+embeds a warm-up slice once (PyTorch's lazy init, our jit compiles for the
+buckets that slice touches); the timed pass then runs over all texts. Our first-call time
+(compiles of any bucket not yet seen included) is printed as well.
+
+Texts: Debian package long descriptions (``/var/lib/apt/lists/*Translation-en*``, after
+``apt-get update -o Acquire::Languages=en``) or ``--texts FILE`` (one text per line).
+
+  python scripts/bench/encode_vs_sentence_transformers.py --n 5000 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import glob
+import subprocess
+import time
+
+import numpy as np
+
+
+def debian_descriptions(limit: int) -> list[str]:
+  """Long descriptions (``Description-en:`` fields) from the apt lists, distinct, in file order."""
+  paths = sorted(glob.glob("/var/lib/apt/lists/*Translation-en*"))
+  texts, seen = [], set()
+  for path in paths:
+    if path.endswith(".lz4"):
+      try:
+        import lz4.frame
+        with lz4.frame.open(path, "rt", encoding="utf-8") as f:
+          raw = f.read()
+      except ImportError:
+        raw = subprocess.run(["lz4", "-dc", path], check=True, capture_output=True).stdout.decode()
+    else:
+      with open(path, encoding="utf-8") as f:
+        raw = f.read()
+    for block in raw.split("\n\n"):
+      lines = block.split("\n")
+      for i, line in enumerate(lines):
+        if line.startswith("Description-en:"):
+          body = [line[len("Description-en:"):].strip()]
+          body += [l.strip() for l in lines[i + 1:] if l.startswith(" ") and l.strip() != "."]
+          text = " ".join(body)
+          if text not in seen:
+            seen.add(text)
+            texts.append(text)
+          break
+      if len(texts) >= limit:
+        return texts
+  return texts
+
+
+def set_cpu_threads(threads: int) -> None:
+  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported."""
+  if threads <= 0:
+    return
+  if threads == 1:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
+                               "false intra_op_parallelism_threads=1").strip()
+  else:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" intra_op_parallelism_threads={threads}").strip()
+  import torch
+  torch.set_num_threads(threads)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", default="all-MiniLM-L6-v2")
+  parser.add_argument("--n", type=int, default=5000, help="number of texts")
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--warmup", type=int, default=512, help="texts embedded once before timing")
+  parser.add_argument("--texts", help="a file with one text per line (instead of apt lists)")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--threads", type=int, default=0,
+                      help="CPU threads for each framework (0: their defaults); 1 gives "
+                      "contention-proof CPU-time figures on a shared machine")
+  args = parser.parse_args()
+  set_cpu_threads(args.threads)
+
+  if args.texts:
+    with open(args.texts, encoding="utf-8") as f:
+      texts = [line.rstrip("\n") for line in f if line.strip()][:args.n]
+  else:
+    texts = debian_descriptions(args.n)
+  if not texts:
+    raise SystemExit("No texts: run `apt-get update -o Acquire::Languages=en` or pass --texts FILE.")
+
+  import jax
+  import jax.numpy as jnp
+  import torch
+  from sentence_transformers import SentenceTransformer
+
+  from ycng_jax.models.hf_weights import resolve_model_folder
+  from ycng_jax.text import Encoder
+
+  folder = resolve_model_folder(args.model)
+  ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype))
+  theirs = SentenceTransformer(folder, device="cpu")
+  theirs.max_seq_length = ours.max_seq_length
+  warm = texts[:args.warmup]
+  lengths = [len(ids) for ids in ours.tokenize(texts)[0]]
+  print(f"{len(texts)} texts, tokens/text mean {np.mean(lengths):.1f} median "
+        f"{np.median(lengths):.0f} max {max(lengths)}; batch size {args.batch_size}; "
+        f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}, "
+        f"torch {torch.__version__} threads {torch.get_num_threads()}")
+
+  t0 = time.perf_counter()
+  ours.encode(warm, batch_size=args.batch_size)
+  first_call = time.perf_counter() - t0
+  theirs.encode(warm, batch_size=args.batch_size)
+
+  t0, c0 = time.perf_counter(), time.process_time()
+  theirs_vecs = theirs.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
+                              convert_to_numpy=True)
+  theirs_s, theirs_cpu = time.perf_counter() - t0, time.process_time() - c0
+  t0, c0 = time.perf_counter(), time.process_time()
+  ours_vecs = ours.encode(texts, batch_size=args.batch_size)
+  ours_s, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+  n = len(texts)
+  cos = np.sum(ours_vecs * theirs_vecs, axis=1)
+  print(f"ycng_jax Encoder ({args.dtype}): {n / ours_s:8.1f} sentences/s ({ours_s:.2f} s wall, "
+        f"{ours_cpu:.2f} CPU-s; first call on {len(warm)} texts {first_call:.2f} s incl. compiles)")
+  print(f"sentence-transformers:      {n / theirs_s:8.1f} sentences/s ({theirs_s:.2f} s wall, "
+        f"{theirs_cpu:.2f} CPU-s)")
+  print(f"ratio ours/theirs: {theirs_s / ours_s:.2f}x by wall time, {theirs_cpu / ours_cpu:.2f}x "
+        f"by CPU time   cosine mean {cos.mean():.6f} min {cos.min():.6f}")
+
+if __name__ == "__main__":
+  main()

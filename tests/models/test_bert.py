@@ -1,0 +1,178 @@
+"""BERT model, heads and HF weight conversion on a tiny random config (fast)."""
+
+import json
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ycng_jax.models.bert import (BertConfig, BertForSequenceClassification, BertModel,
+                                  packed_attention_mask, sequence_classification_loss)
+from ycng_jax.models.hf_weights import (WeightLoadError, load_params, load_pretrained,
+                                        params_to_state_dict, save_pretrained)
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+            intermediate_size=37, max_position_embeddings=64, type_vocab_size=2)
+
+
+def _batch(rng, batch=3, seq=10, vocab=99):
+  ids = rng.integers(1, vocab, (batch, seq)).astype(np.int32)
+  mask = np.ones((batch, seq), np.int32)
+  mask[1, 6:] = 0
+  mask[2, 3:] = 0
+  return ids, mask
+
+
+def _init(module, ids):
+  return module.init(jax.random.PRNGKey(0), ids)["params"]
+
+
+def _apply(module, params, *args, **kwargs):
+  return module.apply({"params": params}, *args, **kwargs)
+
+
+def test_config_from_hf_dict_and_errors(tmp_path):
+  cfg = BertConfig.from_hf({**TINY, "model_type": "bert", "id2label": {"0": "neg", "1": "pos"}})
+  assert cfg.num_labels == 2 and cfg.label_names == ("neg", "pos") and cfg.head_dim == 8
+  assert BertConfig.from_hf(cfg.to_hf(), num_labels=3).label_names is None
+  (tmp_path / "config.json").write_text(json.dumps(cfg.to_hf()))
+  assert BertConfig.from_hf(tmp_path) == cfg
+  with pytest.raises(ValueError, match="model_type"):
+    BertConfig.from_hf({"model_type": "gpt2"})
+  with pytest.raises(ValueError, match="divisible"):
+    BertConfig(hidden_size=30, num_attention_heads=4)
+  with pytest.raises(ValueError, match="position_embedding_type"):
+    BertConfig.from_hf({"position_embedding_type": "relative_key"})
+
+
+def test_param_shapes_are_head_split_for_sharding():
+  cfg = BertConfig(**TINY)
+  params = jax.eval_shape(BertModel(cfg).init, jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))
+  attn = params["params"]["layer_0"]["attention"]
+  assert attn["query"]["kernel"].shape == (32, 4, 8)
+  assert attn["query"]["bias"].shape == (4, 8)
+  assert attn["output"]["kernel"].shape == (4, 8, 32)
+
+
+def test_padding_does_not_change_real_tokens():
+  cfg = BertConfig(**TINY)
+  module = BertModel(cfg)
+  ids, mask = _batch(np.random.default_rng(0))
+  params = _init(module, ids)
+  full, _ = _apply(module, params, ids, mask)
+  short, _ = _apply(module, params, ids[2:3, :3], mask[2:3, :3])
+  np.testing.assert_allclose(np.asarray(full)[2, :3], np.asarray(short)[0], atol=1e-5)
+
+
+def test_packed_rows_equal_separate_texts():
+  cfg = BertConfig(**TINY)
+  module = BertModel(cfg, add_pooler=False)
+  rng = np.random.default_rng(1)
+  a, b = rng.integers(1, 99, 5).astype(np.int32), rng.integers(1, 99, 3).astype(np.int32)
+  params = _init(module, a[None])
+  ids = np.concatenate([a, b, [0, 0]])[None]
+  positions = np.concatenate([np.arange(5), np.arange(3), [0, 0]])[None]
+  segments = np.array([[1] * 5 + [2] * 3 + [0, 0]])
+  packed, _ = _apply(module, params, ids, packed_attention_mask(segments), position_ids=positions)
+  alone_a, _ = _apply(module, params, a[None])
+  alone_b, _ = _apply(module, params, b[None])
+  np.testing.assert_allclose(np.asarray(packed)[0, :5], np.asarray(alone_a)[0], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(packed)[0, 5:8], np.asarray(alone_b)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("num_labels", [3, 1])
+def test_classification_forward_backward_shapes(num_labels):
+  cfg = BertConfig(**TINY, num_labels=num_labels)
+  module = BertForSequenceClassification(cfg)
+  ids, mask = _batch(np.random.default_rng(2))
+  params = _init(module, ids)
+  labels = (np.array([0, 2, 1]) if num_labels > 1 else np.array([0.5, -1.0, 2.0], np.float32))
+
+  def loss_fn(p, rng):
+    logits = module.apply({"params": p}, ids, mask, deterministic=False, rngs={"dropout": rng})
+    return sequence_classification_loss(logits, labels, cfg), logits
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (loss, logits), grads = grad_fn(params, jax.random.PRNGKey(1))
+  assert logits.shape == (3, num_labels) and np.isfinite(float(loss))
+  assert jax.tree.map(jnp.shape, grads) == jax.tree.map(jnp.shape, params)
+  assert float(jnp.abs(grads["classifier"]["kernel"]).sum()) > 0
+  # Dropout makes training forward passes differ; inference is deterministic.
+  (_, logits2), _ = grad_fn(params, jax.random.PRNGKey(2))
+  assert not np.allclose(logits, logits2)
+
+
+def test_remat_gives_the_same_gradients():
+  cfg = BertConfig(**TINY, num_labels=2)
+  ids, mask = _batch(np.random.default_rng(3))
+  plain, remat = BertForSequenceClassification(cfg), BertForSequenceClassification(cfg, remat=True)
+  params = _init(plain, ids)
+  assert jax.tree.map(jnp.shape, _init(remat, ids)) == jax.tree.map(jnp.shape, params)
+  grad = lambda m: jax.grad(lambda p: sequence_classification_loss(
+      m.apply({"params": p}, ids, mask), np.array([0, 1, 1]), cfg))(params)
+  for g1, g2 in zip(jax.tree.leaves(grad(plain)), jax.tree.leaves(grad(remat))):
+    np.testing.assert_allclose(g1, g2, atol=1e-6)
+
+
+def test_state_dict_round_trip_and_load_errors():
+  cfg = BertConfig(**TINY, num_labels=3)
+  module = BertForSequenceClassification(cfg)
+  ids, _ = _batch(np.random.default_rng(4))
+  params = _init(module, ids)
+  state = params_to_state_dict(params, cfg, head="classification")
+  assert state["bert.encoder.layer.0.attention.self.query.weight"].shape == (32, 32)
+  assert state["classifier.weight"].shape == (3, 32)
+  back, report = load_params(state, cfg, params, head="classification")
+  assert not report.missing and not report.unexpected
+  flat_a = flax.traverse_util.flatten_dict(params)
+  flat_b = flax.traverse_util.flatten_dict(back)
+  for key in flat_a:
+    np.testing.assert_array_equal(flat_a[key], flat_b[key])
+
+  broken = dict(state)
+  del broken["bert.encoder.layer.0.output.dense.bias"]
+  broken["cls.predictions.bias"] = np.zeros(99, np.float32)
+  with pytest.raises(WeightLoadError) as err:
+    load_params(broken, cfg, params, head="classification")
+  assert "encoder.layer.0.output.dense.bias" in str(err.value)
+  assert "cls.predictions.bias" in str(err.value)
+  broken["bert.encoder.layer.0.output.dense.bias"] = np.zeros(7, np.float32)
+  with pytest.raises(WeightLoadError, match="shape"):
+    load_params(broken, cfg, params, head="classification", allow_unexpected=("cls.*",))
+
+
+def test_save_pretrained_loads_in_transformers(tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  cfg = BertConfig(**TINY, num_labels=3, hidden_act="gelu")
+  module = BertForSequenceClassification(cfg)
+  ids, mask = _batch(np.random.default_rng(5))
+  params = _init(module, ids)
+  save_pretrained(params, cfg, tmp_path / "clf", head="classification")
+  ref = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "clf").eval()
+  with torch.no_grad():
+    theirs = ref(input_ids=torch.from_numpy(ids).long(),
+                 attention_mask=torch.from_numpy(mask).long()).logits.numpy()
+  ours = np.asarray(_apply(module, params, ids, mask))
+  np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+  # The encoder of the fine-tuned model as a plain BertModel folder, and back into our model.
+  save_pretrained(params["bert"], cfg, tmp_path / "base", head="pooler")
+  base = transformers.BertModel.from_pretrained(tmp_path / "base").eval()
+  with torch.no_grad():
+    hidden = base(input_ids=torch.from_numpy(ids).long(),
+                  attention_mask=torch.from_numpy(mask).long()).last_hidden_state.numpy()
+  # A new head on the saved encoder: only the classifier may be missing.
+  module2, params2, report = load_pretrained(tmp_path / "base", head="classification",
+                                             config=BertConfig.from_hf(tmp_path / "base",
+                                                                       num_labels=5),
+                                             allow_missing=("classifier.*",))
+  assert sorted(report.missing) == ["classifier.bias", "classifier.weight"]
+  assert params2["classifier"]["kernel"].shape == (32, 5)
+  ours_hidden, _ = _apply(BertModel(cfg), params2["bert"], ids, mask)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(np.asarray(ours_hidden)[real], hidden[real], atol=1e-5)
+  with pytest.raises(WeightLoadError, match="classifier"):
+    load_pretrained(tmp_path / "base", head="classification")

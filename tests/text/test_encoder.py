@@ -1,0 +1,102 @@
+"""ycng_jax.text.Encoder on the packaged all-MiniLM-L6-v2 (8 simulated devices, see conftest)."""
+
+import numpy as np
+import pytest
+
+from ycng_jax.models.hf_weights import resolve_model_folder
+from ycng_jax.text import Encoder
+from ycng_jax.text.encoder import length_buckets, pack_rows
+
+# Short texts (all under 16 tokens) keep the compiled shapes few and the file fast.
+TEXTS = ["A man is playing a guitar.", "", "Debian packages.", "ok", "The cat sat on the mat.",
+         "Free software respects freedom.", "x", "Kernels run on accelerators quickly."]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+  try:
+    return Encoder.from_pretrained("all-MiniLM-L6-v2")
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def vectors(encoder):
+  return encoder.encode(TEXTS, batch_size=4)
+
+
+def test_shape_dtype_norm_and_properties(encoder, vectors):
+  assert encoder.dim == 384 and encoder.max_seq_length == 256
+  assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+  np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+  assert np.all(np.isfinite(vectors[1]))  # The empty string is [CLS] [SEP]: a real vector.
+  assert encoder.encode([]).shape == (0, 384)
+
+
+def test_input_order_is_restored(encoder, vectors):
+  perm = np.random.default_rng(0).permutation(len(TEXTS))
+  shuffled = encoder.encode([TEXTS[i] for i in perm], batch_size=3)
+  np.testing.assert_allclose(shuffled, vectors[perm], atol=1e-5)
+
+
+def test_packing_equals_one_text_at_a_time(encoder, vectors):
+  alone = np.concatenate([encoder.encode([t]) for t in TEXTS])
+  np.testing.assert_allclose(alone, vectors, atol=1e-5)
+  # A single str is one text, not a sequence of characters.
+  np.testing.assert_allclose(encoder.encode(TEXTS[0]), vectors[:1], atol=1e-5)
+
+
+def test_matches_pytorch_mean_pooling(encoder, vectors):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  folder = resolve_model_folder("all-MiniLM-L6-v2")
+  model = transformers.BertModel.from_pretrained(folder).eval()
+  tok = transformers.AutoTokenizer.from_pretrained(folder)
+  batch = tok(TEXTS, padding=True, truncation=True, max_length=256, return_tensors="pt")
+  with torch.no_grad():
+    hidden = model(**batch).last_hidden_state.numpy()
+  mask = batch["attention_mask"].numpy()[..., None]
+  theirs = (hidden * mask).sum(1) / mask.sum(1)
+  theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+  assert np.sum(theirs * vectors, axis=1).min() >= 0.9999
+
+
+def test_long_texts_are_truncated_with_one_warning(encoder):
+  long = "word " * 400
+  with pytest.warns(UserWarning, match="1 of 2 texts .* truncated") as record:
+    out = encoder.encode([long, "short"])
+  assert len([w for w in record if "truncated" in str(w.message)]) == 1
+  ids, truncated = encoder.tokenize([long])
+  assert len(ids[0]) == 256 and truncated == 1
+  assert out.shape == (2, 384)
+
+
+def test_bad_input_gives_clear_errors(encoder):
+  with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+    encoder.encode(["fine", 3])
+  with pytest.raises(TypeError, match="bytes"):
+    encoder.encode(b"raw bytes")
+  with pytest.raises(TypeError, match="NoneType"):
+    encoder.encode(None)
+  with pytest.raises(ValueError, match="batch_size"):
+    encoder.encode(["a"], batch_size=0)
+  with pytest.raises(FileNotFoundError, match="neither a local model folder"):
+    Encoder.from_pretrained("no-such-model")
+
+
+def test_pack_rows_respects_capacity_and_segments():
+  lengths = np.random.default_rng(1).integers(2, 60, 500)
+  rows = pack_rows(lengths, capacity=64, max_segments=4)
+  flat = sorted(i for row in rows for i in row)
+  assert flat == list(range(500))
+  assert all(sum(lengths[i] for i in row) <= 64 and len(row) <= 4 for row in rows)
+  # Best fit decreasing leaves little space: within 10% of the lower bound on rows.
+  assert len(rows) <= 1.1 * max(np.ceil(lengths.sum() / 64), np.ceil(500 / 4))
+  with pytest.raises(ValueError, match="does not fit"):
+    pack_rows(np.array([70]), capacity=64, max_segments=4)
+
+
+def test_length_buckets():
+  assert length_buckets(256) == (16, 32, 48, 64, 96, 128, 192, 256)
+  assert length_buckets(100) == (16, 32, 48, 64, 96, 100)
+  assert length_buckets(8) == (8,)

@@ -1,0 +1,354 @@
+"""A pure-functional BERT encoder (Flax Linen) built from a Hugging Face ``config.json``.
+
+transformers 5 ships no Flax models, so the model is ours; transformers gives the config, the
+tokenizer and the reference implementation the parity tests compare against.
+
+Design choices, and why:
+- Post-LN layers exactly as in BERT, so that Hugging Face checkpoints load by a name map
+  (``ycng_jax.models.hf_weights``) and reproduce the PyTorch outputs to 1e-4.
+- Attention projections are ``DenseGeneral`` kernels of shape (hidden, heads, head_dim) and the
+  output projection (heads, head_dim, hidden): the heads axis is explicit, so tensor parallelism
+  over heads is a ``PartitionSpec`` away, with no reshapes of parameters.
+- Attention runs through ``jax.nn.dot_product_attention`` (fused / cuDNN flash attention where the
+  backend has it). That function has no dropout on attention probabilities; when training with
+  ``attention_probs_dropout_prob > 0`` an explicit softmax path with dropout is used instead, so the
+  model trains as the checkpoint was trained.
+- ``dtype`` is the compute dtype (bf16 on accelerators), ``param_dtype`` stays float32; LayerNorm
+  statistics and softmax are computed in float32 whatever ``dtype`` is.
+- ``remat=True`` rematerialises each layer in the backward pass (memory for long sequences).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+_ACTIVATIONS = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # HF "gelu" is the exact erf form.
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
+_PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """The architecture hyperparameters of a BERT checkpoint (the fields of HF ``config.json``).
+
+  Frozen and hashable, so it can be a Flax module attribute and a static jit argument.
+  """
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  initializer_range: float = 0.02
+  pad_token_id: int = 0
+  num_labels: int = 2
+  problem_type: str | None = None
+  classifier_dropout: float | None = None
+  label_names: tuple[str, ...] | None = None
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_attention_heads:
+      raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
+                       f"num_attention_heads={self.num_attention_heads}.")
+    if self.hidden_act not in _ACTIVATIONS:
+      raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; "
+                       f"expected one of {sorted(_ACTIVATIONS)}.")
+    if self.problem_type is not None and self.problem_type not in _PROBLEM_TYPES:
+      raise ValueError(f"problem_type={self.problem_type!r}; expected one of {_PROBLEM_TYPES}.")
+    if self.label_names is not None and len(self.label_names) != self.num_labels:
+      raise ValueError(f"{len(self.label_names)} label_names for num_labels={self.num_labels}.")
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_attention_heads
+
+  @classmethod
+  def from_hf(cls, source: Mapping[str, Any] | str | os.PathLike, **overrides) -> "BertConfig":
+    """From a HF config dict, a ``config.json`` path, or a model folder holding one.
+
+    ``overrides`` replace fields (e.g. ``num_labels=3`` for a new classification head).
+    """
+    if not isinstance(source, Mapping):
+      path = os.fspath(source)
+      if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+      if not os.path.isfile(path):
+        raise FileNotFoundError(f"No config.json at {path!r}: pass a Hugging Face model folder.")
+      with open(path, encoding="utf-8") as f:
+        source = json.load(f)
+    hf = dict(source)
+    model_type = hf.get("model_type", "bert")
+    if model_type != "bert":
+      raise ValueError(f"config.json has model_type={model_type!r}; this model is a BERT.")
+    position_type = hf.get("position_embedding_type", "absolute")
+    if position_type != "absolute":
+      raise ValueError(f"position_embedding_type={position_type!r} is not supported (absolute only).")
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in hf.items() if k in names and k not in ("label_names",)}
+    id2label = hf.get("id2label")
+    if id2label:
+      ordered = sorted(((int(k), v) for k, v in id2label.items()))
+      kwargs["label_names"] = tuple(v for _, v in ordered)
+      kwargs.setdefault("num_labels", len(ordered))
+    if "num_labels" in overrides and "label_names" not in overrides:
+      kwargs.pop("label_names", None)
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+  def to_hf(self, architecture: str = "BertModel") -> dict[str, Any]:
+    """The HF ``config.json`` dict that ``transformers.BertConfig`` reads back."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+           if f.name not in ("label_names", "num_labels")}
+    labels = self.label_names or tuple(f"LABEL_{i}" for i in range(self.num_labels))
+    out["id2label"] = {str(i): name for i, name in enumerate(labels)}
+    out["label2id"] = {name: i for i, name in enumerate(labels)}
+    out.update(model_type="bert", architectures=[architecture], position_embedding_type="absolute")
+    return out
+
+
+def _dense_init(config: BertConfig):
+  return nn.initializers.normal(stddev=config.initializer_range)
+
+
+class BertEmbeddings(nn.Module):
+  """Word + position + token-type embeddings, then LayerNorm and dropout."""
+  config: BertConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, input_ids: Array, token_type_ids: Array, position_ids: Array) -> Array:
+    cfg = self.config
+    embed = lambda n, size: nn.Embed(size, cfg.hidden_size, embedding_init=_dense_init(cfg),
+                                     dtype=jnp.float32, param_dtype=self.param_dtype, name=n)
+    x = (embed("word_embeddings", cfg.vocab_size)(input_ids)
+         + embed("position_embeddings", cfg.max_position_embeddings)(position_ids)
+         + embed("token_type_embeddings", cfg.type_vocab_size)(token_type_ids))
+    x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=self.param_dtype,
+                     name="LayerNorm")(x)
+    x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+    return x.astype(self.dtype)
+
+
+class BertSelfAttention(nn.Module):
+  """Multi-head self-attention with a padding mask; returns the output projection's result."""
+  config: BertConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, attention_mask: Array) -> Array:
+    cfg = self.config
+    heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+    proj = lambda n: nn.DenseGeneral((heads, head_dim), dtype=self.dtype,
+                                     param_dtype=self.param_dtype,
+                                     kernel_init=_dense_init(cfg), name=n)(x)
+    q, k, v = proj("query"), proj("key"), proj("value")  # (batch, seq, heads, head_dim)
+    if attention_mask.ndim == 2:  # Padding mask (batch, kv_seq).
+      mask = attention_mask[:, None, None, :].astype(bool)
+    else:  # Pairwise mask (batch, q_seq, kv_seq), e.g. several texts packed in one row.
+      mask = attention_mask[:, None, :, :].astype(bool)
+    rate = cfg.attention_probs_dropout_prob
+    if self.deterministic or rate == 0.0:
+      context = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    else:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
+      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+      probs = nn.Dropout(rate)(jax.nn.softmax(logits, axis=-1), deterministic=False)
+      context = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
+    return nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), dtype=self.dtype,
+                           param_dtype=self.param_dtype, kernel_init=_dense_init(cfg),
+                           name="output")(context)
+
+
+class BertLayer(nn.Module):
+  """One post-LN transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+  config: BertConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, attention_mask: Array) -> Array:
+    cfg = self.config
+    dropout = lambda y: nn.Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
+    norm = lambda n: nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
+                                  param_dtype=self.param_dtype, name=n)
+    dense = lambda size, n: nn.Dense(size, dtype=self.dtype, param_dtype=self.param_dtype,
+                                     kernel_init=_dense_init(cfg), name=n)
+    attn = BertSelfAttention(cfg, self.dtype, self.param_dtype, self.deterministic,
+                             name="attention")(x, attention_mask)
+    x = norm("attention_norm")(x + dropout(attn)).astype(self.dtype)
+    h = _ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, "intermediate")(x))
+    x = norm("output_norm")(x + dropout(dense(cfg.hidden_size, "output")(h)))
+    return x.astype(self.dtype)
+
+
+class BertPooler(nn.Module):
+  """BERT's pooler: tanh(Dense(hidden state of [CLS]))."""
+  config: BertConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, hidden: Array) -> Array:
+    dense = nn.Dense(self.config.hidden_size, dtype=self.dtype, param_dtype=self.param_dtype,
+                     kernel_init=_dense_init(self.config), name="dense")
+    return jnp.tanh(dense(hidden[:, 0]))
+
+
+class BertModel(nn.Module):
+  """The BERT encoder: ``(input_ids, attention_mask) -> (last_hidden_state, pooled or None)``.
+
+  ``attention_mask`` is (batch, seq), 1 for real tokens and 0 for padding, or (batch, seq, seq),
+  which tokens each token may attend to (see ``packed_attention_mask``); ``token_type_ids``
+  default to 0 and ``position_ids`` to 0..seq-1. Pass ``deterministic=False`` and a ``"dropout"``
+  rng to train.
+  """
+  config: BertConfig
+  add_pooler: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, input_ids: Array, attention_mask: Array | None = None,
+               token_type_ids: Array | None = None, position_ids: Array | None = None,
+               deterministic: bool = True) -> tuple[Array, Array | None]:
+    cfg = self.config
+    if input_ids.ndim != 2:
+      raise ValueError(f"input_ids must be (batch, seq) token ids; got shape {input_ids.shape}.")
+    seq_len = input_ids.shape[1]
+    if seq_len > cfg.max_position_embeddings:
+      raise ValueError(f"Sequence length {seq_len} exceeds max_position_embeddings="
+                       f"{cfg.max_position_embeddings}: truncate the input.")
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    if position_ids is None:
+      position_ids = jnp.broadcast_to(jnp.arange(seq_len), input_ids.shape)
+    x = BertEmbeddings(cfg, self.dtype, self.param_dtype, deterministic, name="embeddings")(
+        input_ids, token_type_ids, position_ids)
+    layer_cls = nn.remat(BertLayer) if self.remat else BertLayer
+    for i in range(cfg.num_hidden_layers):
+      x = layer_cls(cfg, self.dtype, self.param_dtype, deterministic,
+                    name=f"layer_{i}")(x, attention_mask)
+    pooled = (BertPooler(cfg, self.dtype, self.param_dtype, name="pooler")(x)
+              if self.add_pooler else None)
+    return x, pooled
+
+
+def packed_attention_mask(segment_ids: Array) -> Array:
+  """(batch, seq, seq) mask for rows that hold several texts: a token attends only to tokens of
+  its own text. ``segment_ids`` numbers the texts of a row 1, 2, ...; 0 marks padding. With
+  ``position_ids`` restarting at 0 for each text, every text gets exactly the result it would get
+  alone, and no compute is spent on padding short texts to a common length.
+  """
+  same = segment_ids[:, :, None] == segment_ids[:, None, :]
+  return same & (segment_ids[:, None, :] > 0)
+
+
+def pool_tokens(hidden: Array, attention_mask: Array, mode: str = "mean") -> Array:
+  """Sentence vectors from token states, as sentence-transformers' ``Pooling`` module.
+
+  ``mode``: "mean" (mean over real tokens), "cls", "max" (over real tokens), or
+  "mean_sqrt_len" (sum / sqrt(length)). Computed in float32.
+  """
+  hidden = hidden.astype(jnp.float32)
+  mask = attention_mask.astype(jnp.float32)[..., None]
+  if mode == "cls":
+    return hidden[:, 0]
+  if mode == "max":
+    return jnp.max(jnp.where(mask > 0, hidden, -1e9), axis=1)
+  summed = jnp.sum(hidden * mask, axis=1)
+  counts = jnp.maximum(jnp.sum(mask, axis=1), 1e-9)
+  if mode == "mean":
+    return summed / counts
+  if mode == "mean_sqrt_len":
+    return summed / jnp.sqrt(counts)
+  raise ValueError(f"Unknown pooling mode {mode!r}; expected mean, cls, max or mean_sqrt_len.")
+
+
+def pooling_mode_from_folder(folder: str | os.PathLike) -> str:
+  """The pooling a sentence-transformers folder declares in ``1_Pooling/config.json`` (mean if none)."""
+  path = os.path.join(os.fspath(folder), "1_Pooling", "config.json")
+  if not os.path.isfile(path):
+    return "mean"
+  with open(path, encoding="utf-8") as f:
+    cfg = json.load(f)
+  for key, mode in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
+                    ("pooling_mode_max_tokens", "max"),
+                    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len")):
+    if cfg.get(key):
+      return mode
+  raise ValueError(f"{path} enables no pooling mode this encoder supports.")
+
+
+class BertForSequenceClassification(nn.Module):
+  """BERT + pooler + dropout + a linear head, as HF ``BertForSequenceClassification``.
+
+  ``num_labels == 1`` is regression (one score); otherwise logits over ``num_labels`` classes
+  (single- or multi-label, see ``sequence_classification_loss``).
+  """
+  config: BertConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, input_ids: Array, attention_mask: Array | None = None,
+               token_type_ids: Array | None = None, position_ids: Array | None = None,
+               deterministic: bool = True) -> Array:
+    cfg = self.config
+    _, pooled = BertModel(cfg, add_pooler=True, dtype=self.dtype, param_dtype=self.param_dtype,
+                          remat=self.remat, name="bert")(
+                              input_ids, attention_mask, token_type_ids, position_ids,
+                              deterministic)
+    rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
+    pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+    logits = nn.Dense(cfg.num_labels, dtype=self.dtype, param_dtype=self.param_dtype,
+                      kernel_init=_dense_init(cfg), name="classifier")(pooled)
+    return logits.astype(jnp.float32)
+
+
+def problem_type_of(config: BertConfig) -> str:
+  """The loss a classification config implies, by HF's rule when ``problem_type`` is unset."""
+  if config.problem_type is not None:
+    return config.problem_type
+  return "regression" if config.num_labels == 1 else "single_label_classification"
+
+
+def sequence_classification_loss(logits: Array, labels: Array, config: BertConfig) -> Array:
+  """Mean loss as HF computes it: MSE (regression), cross-entropy, or sigmoid BCE (multi-label)."""
+  import optax  # Local: models stay importable where optax is missing.
+  kind = problem_type_of(config)
+  if kind == "regression":
+    return jnp.mean((logits.squeeze(-1) - labels.astype(jnp.float32)) ** 2)
+  if kind == "single_label_classification":
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels.astype(jnp.float32)))

@@ -1,0 +1,269 @@
+"""Sentence embeddings with our Flax BERT: ``Encoder.from_pretrained(...).encode(texts)``.
+
+What makes it fast and still exact:
+- texts are tokenized once (Rust ``tokenizers``, no padding, truncation at ``max_seq_length``)
+  and sorted by length;
+- they are packed, best-fit decreasing, into rows of one padded length (a few length buckets,
+  chosen by the longest text), several short texts to a row, each text attending only to itself
+  with positions restarting at 0 (``packed_attention_mask``). Compute is spent on tokens, not on
+  padding: on Debian descriptions this processes ~25% fewer token positions than padding
+  length-sorted batches to their longest text, and jit compiles one shape per call instead of one
+  per batch length;
+- the rows of a step are a power of two times the device count and sharded over the mesh's data
+  axis; steps are dispatched asynchronously, so the host assembles step i+1 while devices run i;
+- a text's vector does not depend on its row neighbours: masking makes the packing exact (to
+  float rounding, ~1e-7).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import warnings
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ycng_jax.models.bert import (BertConfig, BertModel, packed_attention_mask,
+                                  pooling_mode_from_folder)
+from ycng_jax.models.hf_weights import load_params, resolve_model_folder
+from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
+
+
+def length_buckets(max_length: int) -> tuple[int, ...]:
+  """Row lengths: steps of 16 up to 64, of 32 up to 128, of 64 beyond, ending at ``max_length``.
+
+  The row length of a call is the smallest bucket holding its longest text, so corpora of short
+  texts get short rows (attention cost grows with row length) and jit sees few distinct shapes.
+  """
+  buckets, n = [], 16
+  while n < max_length:
+    buckets.append(n)
+    n += 16 if n < 64 else 32 if n < 128 else 64
+  buckets.append(max_length)
+  return tuple(buckets)
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def pack_rows(lengths: np.ndarray, capacity: int, max_segments: int) -> list[list[int]]:
+  """Best-fit-decreasing packing: indices of texts per row, each row <= ``capacity`` tokens and
+  <= ``max_segments`` texts. Longest texts first; each text goes to the row whose free space fits
+  it most tightly (a new row if none does). O(n log n) through a sorted list of free spaces.
+  """
+  order = np.argsort(-np.asarray(lengths), kind="stable")
+  rows: list[list[int]] = []
+  free: list[tuple[int, int]] = []  # Sorted (free tokens, row id) of rows still open.
+  for i in order:
+    need = int(lengths[i])
+    if need > capacity:
+      raise ValueError(f"A text of {need} tokens does not fit rows of {capacity}.")
+    at = bisect.bisect_left(free, (need, -1))
+    if at < len(free):
+      space, row = free.pop(at)
+    else:
+      space, row = capacity, len(rows)
+      rows.append([])
+    rows[row].append(int(i))
+    space -= need
+    if space >= 2 and len(rows[row]) < max_segments:  # Every text has >= 2 tokens ([CLS] [SEP]).
+      bisect.insort(free, (space, row))
+  return rows
+
+
+def _check_texts(texts: Any) -> list[str]:
+  if isinstance(texts, str):
+    return [texts]
+  if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+    raise TypeError(f"encode() takes a list of str (or one str); got {type(texts).__name__}.")
+  texts = list(texts)
+  for i, t in enumerate(texts):
+    if not isinstance(t, str):
+      raise TypeError(f"encode() takes str items; texts[{i}] is {type(t).__name__} ({t!r:.60}). "
+                      "Convert it with str() or drop it.")
+  return texts
+
+
+def _load_tokenizer(folder: str, max_length: int):
+  """The folder's fast tokenizer with padding off and truncation at ``max_length``.
+
+  The packaged ``tokenizer.json`` pads and truncates to 128; left on, mean pooling would average
+  padding and long texts would be cut short, so both settings are replaced as sentence-transformers
+  does when it calls the tokenizer.
+  """
+  path = os.path.join(folder, "tokenizer.json")
+  if os.path.isfile(path):
+    from tokenizers import Tokenizer
+    tokenizer = Tokenizer.from_file(path)
+  else:
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(folder).backend_tokenizer
+  tokenizer.no_padding()
+  tokenizer.enable_truncation(max_length=max_length)
+  return tokenizer
+
+
+def _read_json(path: str) -> dict:
+  if not os.path.isfile(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+class Encoder:
+  """Texts -> float32, L2-normalised sentence vectors of shape (n, dim).
+
+  ``encode`` accepts a list (or any iterable) of str, or a single str, which is treated as a
+  list of one text and returns shape (1, dim): the output is always 2-D, one row per text.
+  """
+
+  def __init__(self, module: BertModel, params: Any, tokenizer: Any, *, max_seq_length: int,
+               pooling: str = "mean", mesh: jax.sharding.Mesh | None = None,
+               buckets: Sequence[int] | None = None, max_texts_per_row: int = 32):
+    self._module = module
+    self._tokenizer = tokenizer
+    self._max_seq_length = int(max_seq_length)
+    if pooling not in ("mean", "cls", "max", "mean_sqrt_len"):
+      raise ValueError(f"pooling={pooling!r}; expected mean, cls, max or mean_sqrt_len.")
+    self._pooling = pooling
+    self._mesh = mesh if mesh is not None else make_mesh()
+    self._buckets = tuple(sorted(buckets)) if buckets else length_buckets(self._max_seq_length)
+    if self._buckets[-1] < self._max_seq_length:
+      raise ValueError(f"The largest bucket {self._buckets[-1]} is below max_seq_length="
+                       f"{self._max_seq_length}.")
+    self._max_texts_per_row = int(max_texts_per_row)
+    self._params = jax.device_put(params, replicated(self._mesh))
+    rows = data_sharding(self._mesh)
+    self._embed = jax.jit(self._embed_rows,
+                          in_shardings=(replicated(self._mesh), rows, rows, rows),
+                          out_shardings=rows)
+
+  @classmethod
+  def from_pretrained(cls, name_or_path: str | os.PathLike = "all-MiniLM-L6-v2", *,
+                      max_seq_length: int | None = None, dtype: Any = jnp.float32,
+                      mesh: jax.sharding.Mesh | None = None,
+                      buckets: Sequence[int] | None = None) -> "Encoder":
+    """A packaged model name ("all-MiniLM-L6-v2") or a local Hugging Face / sentence-transformers
+    folder. ``max_seq_length`` defaults to ``sentence_bert_config.json`` (else the model's
+    position limit); ``dtype=jnp.bfloat16`` computes in bf16 (GPU/TPU), parameters stay float32.
+    """
+    folder = resolve_model_folder(name_or_path)
+    config = BertConfig.from_hf(folder)
+    if max_seq_length is None:
+      max_seq_length = _read_json(os.path.join(folder, "sentence_bert_config.json")).get(
+          "max_seq_length", config.max_position_embeddings)
+    if not 2 <= max_seq_length <= config.max_position_embeddings:
+      raise ValueError(f"max_seq_length={max_seq_length} must be in [2, "
+                       f"{config.max_position_embeddings}] for this model.")
+    module = BertModel(config, add_pooler=False, dtype=dtype)
+    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 2), np.int32))
+    params, _ = load_params(folder, config, shapes["params"], head="none",
+                            allow_unexpected=("pooler.*",))
+    return cls(module, params, _load_tokenizer(folder, max_seq_length),
+               max_seq_length=max_seq_length, pooling=pooling_mode_from_folder(folder),
+               mesh=mesh, buckets=buckets)
+
+  @property
+  def dim(self) -> int:
+    return self._module.config.hidden_size
+
+  @property
+  def max_seq_length(self) -> int:
+    return self._max_seq_length
+
+  def _embed_rows(self, params, input_ids, position_ids, segment_ids):
+    """(rows, seq) packed rows -> (rows, max_texts_per_row, dim) normalised text vectors."""
+    mask = packed_attention_mask(segment_ids)
+    hidden, _ = self._module.apply({"params": params}, input_ids, mask, position_ids=position_ids)
+    hidden = hidden.astype(jnp.float32)
+    rows, seq, dim = hidden.shape
+    slots = self._max_texts_per_row
+    # Every token of text s in row r feeds slot r * slots + s - 1; padding feeds a spare slot.
+    slot = jnp.where(segment_ids > 0,
+                     jnp.arange(rows)[:, None] * slots + segment_ids - 1, rows * slots)
+    slot, flat = slot.reshape(-1), hidden.reshape(-1, dim)
+    count = rows * slots + 1
+    if self._pooling == "max":
+      pooled = jax.ops.segment_max(flat, slot, count)
+    else:
+      if self._pooling == "cls":
+        flat = flat * (position_ids.reshape(-1, 1) == 0)
+      summed = jax.ops.segment_sum(flat, slot, count)
+      tokens = jax.ops.segment_sum(jnp.ones_like(slot, jnp.float32), slot, count)[:, None]
+      pooled = (summed if self._pooling == "cls" else
+                summed / jnp.sqrt(jnp.maximum(tokens, 1.0)) if self._pooling == "mean_sqrt_len"
+                else summed / jnp.maximum(tokens, 1e-9))
+    pooled = pooled[:-1].reshape(rows, slots, dim)
+    pooled = jnp.where(jnp.isfinite(pooled), pooled, 0.0)  # Empty slots of segment_max.
+    norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
+    return pooled / jnp.maximum(norm, 1e-12)
+
+  def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+    """Token ids of each text (with [CLS]/[SEP]) and how many texts were truncated."""
+    encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    truncated = sum(1 for e in encodings if e.overflowing)
+    return [e.ids for e in encodings], truncated
+
+  def encode(self, texts: Iterable[str] | str, batch_size: int = 64,
+             show_progress: bool = False) -> np.ndarray:
+    """Embeds ``texts``: returns float32 (len(texts), dim), rows L2-normalised, in input order.
+
+    ``batch_size`` is the number of texts a device step holds on average: a step gets the token
+    positions of ``batch_size`` texts of this call's mean length, as packed rows. Texts longer
+    than ``max_seq_length`` tokens are truncated (one warning gives the count).
+    """
+    texts = _check_texts(texts)
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    out = np.zeros((len(texts), self.dim), np.float32)
+    if not texts:
+      return out
+    ids, truncated = self.tokenize([t.strip() for t in texts])
+    if truncated:
+      warnings.warn(f"{truncated} of {len(texts)} texts were longer than max_seq_length="
+                    f"{self._max_seq_length} tokens and were truncated.", stacklevel=2)
+    lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+    seq = next(b for b in self._buckets if b >= lengths.max())
+    rows = pack_rows(lengths, seq, self._max_texts_per_row)
+    num_devices = self._mesh.size
+    wanted = max(1, int(np.ceil(batch_size * lengths.mean() / seq)))
+    step_rows = _round_up(1 << (wanted - 1).bit_length(), num_devices)
+    progress = None
+    if show_progress:
+      from tqdm.auto import tqdm
+      progress = tqdm(total=len(texts), unit="text", desc="encode")
+    pending = None  # (rows' text indices, device result): fetched once the next step is queued.
+    for start in range(0, len(rows), step_rows):
+      step = rows[start:start + step_rows]
+      input_ids = np.zeros((step_rows, seq), np.int32)
+      position_ids = np.zeros((step_rows, seq), np.int32)
+      segment_ids = np.zeros((step_rows, seq), np.int32)
+      for r, row in enumerate(step):
+        at = 0
+        for s, i in enumerate(row):
+          n = lengths[i]
+          input_ids[r, at:at + n] = ids[i]
+          position_ids[r, at:at + n] = np.arange(n)
+          segment_ids[r, at:at + n] = s + 1
+          at += n
+      result = self._embed(self._params, input_ids, position_ids, segment_ids)
+      if pending is not None:
+        self._collect(out, *pending, progress)
+      pending = (step, result)
+    self._collect(out, *pending, progress)
+    if progress is not None:
+      progress.close()
+    return out
+
+  @staticmethod
+  def _collect(out: np.ndarray, step: list[list[int]], result: jax.Array, progress) -> None:
+    vectors = np.asarray(result)
+    for r, row in enumerate(step):
+      out[row] = vectors[r, :len(row)]
+      if progress is not None:
+        progress.update(len(row))
