@@ -4,6 +4,8 @@
   ycng run EXPERIMENT [--workdir DIR] [--config.KEY=VALUE ...]
   ycng data list                              datasets
   ycng data info NAME [--json] [--data-dir DIR]
+  ycng index build CORPUS --out DIR [--backend exact] [--model all-MiniLM-L6-v2] [--limit N]
+  ycng search DIR "query" [-k 10] [--json]
 """
 
 from __future__ import annotations
@@ -66,6 +68,28 @@ def _cmd_data(args) -> int:
   return 0
 
 
+def _cmd_index(args) -> int:
+  from ycng_jax.text import semantic_index  # pylint: disable=import-outside-toplevel
+  info = semantic_index.build(args.corpus, args.out, model=args.model, backend=args.backend,
+                              split=args.split, limit=args.limit, batch_size=args.batch_size)
+  print(json.dumps(info, indent=2))
+  return 0
+
+
+def _cmd_search(args) -> int:
+  from ycng_jax.text import semantic_index  # pylint: disable=import-outside-toplevel
+  results = semantic_index.search(args.folder, args.queries, args.k)
+  if args.json:
+    print(json.dumps([{"query": q, "results": r} for q, r in zip(args.queries, results)]))
+    return 0
+  for query, hits in zip(args.queries, results):
+    print(f"query: {query}")
+    for hit in hits:
+      snippet = " ".join(hit["text"].split())[:100]
+      print(f"  {hit['rank']:>3}. {hit['score']:.3f}  {hit['title']}: {snippet}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="ycng", description="ycng-jax experiments, data and search.")
   commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
   info.add_argument("--data-dir", help="prepared-data directory (default $YCNG_JAX_DATA_DIR or "
                     "~/.cache/ycng_jax/datasets)")
   info.set_defaults(fn=_cmd_data)
+  index = commands.add_parser("index", help="semantic search index of a corpus").add_subparsers(
+      dest="index_command", required=True)
+  build = index.add_parser("build", help="embed a corpus (resumable) and save a searchable index")
+  build.add_argument("corpus", help="dataset name (debtags, rotten_tomatoes, ...), a .txt file "
+                     "(one document a line) or a .jsonl file with a 'text' field")
+  build.add_argument("--out", required=True, help="folder for embeddings, index and documents")
+  build.add_argument("--model", default="all-MiniLM-L6-v2")
+  build.add_argument("--backend", default="exact", help="an Index backend (exact, approx, faiss-hnsw, ...)")
+  build.add_argument("--split", default="all", help="dataset split, or all")
+  build.add_argument("--limit", type=int, help="only the first N documents")
+  build.add_argument("--batch-size", type=int, default=64)
+  build.set_defaults(fn=_cmd_index)
+  search = commands.add_parser("search", help="query a folder made by `ycng index build`")
+  search.add_argument("folder")
+  search.add_argument("queries", nargs="+", help="one or more query texts")
+  search.add_argument("-k", type=int, default=10)
+  search.add_argument("--json", action="store_true")
+  search.set_defaults(fn=_cmd_search)
   return parser
 
 

@@ -1,0 +1,107 @@
+"""Semantic similarity at scale: near-duplicates, neighbour quality, corpus embedding, index CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ycng_jax import cli
+from ycng_jax.text import corpus, semantic_index
+
+
+def _unit(x):
+  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_near_duplicates_equal_brute_force_with_many_copies():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 16))
+  x[50:90] = x[10] + 0.01 * rng.normal(size=(40, 16))  # 41 near-copies of row 10: more than k
+  x[200] = x[7] + 0.02 * rng.normal(size=16)
+  x = _unit(x)
+  pairs = corpus.near_duplicates(x, 0.98, k=4, query_block=64, progress=False)
+  sims = x @ x.T
+  i, j = np.nonzero(np.triu(sims >= 0.98, 1))
+  assert len(pairs) == len(i) >= 41 * 40 // 2 + 1
+  np.testing.assert_array_equal(pairs["i"], i)
+  np.testing.assert_array_equal(pairs["j"], j)
+  np.testing.assert_allclose(pairs["score"], sims[i, j], atol=1e-5)
+  with pytest.raises(ValueError, match="must lie in \\[-1, 1\\]"):
+    corpus.near_duplicates(x, 1.5)
+
+
+def test_shared_labels_and_tfidf_baseline():
+  labels = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1]], np.uint8)
+  ids = np.array([[1, 2], [0, -1]])
+  # query 0 shares 1 tag with doc 1 and 1 with doc 2; query 1 shares 1 with doc 0.
+  assert corpus.shared_labels_at_k(ids, labels[:2], labels) == pytest.approx(1.0)
+  texts = ["apache web server daemon", "python xml parsing library", "web server for static files",
+           "xml parser bindings for python", "music player audio"] * 2
+  neighbours = corpus.tfidf_neighbours(["fast web server", "python xml"], texts, k=2)
+  assert set(neighbours[0]) <= {0, 2, 5, 7} and set(neighbours[1]) <= {1, 3, 6, 8}
+
+
+def test_describe_clusters_finds_distinctive_terms():
+  texts = ["audio music player sound"] * 5 + ["network packet firewall router"] * 5
+  topics = corpus.describe_clusters(texts, np.array([0] * 5 + [1] * 5), top_n=3)
+  assert set(topics[0]) <= {"audio", "music", "player", "sound"}
+  assert set(topics[1]) <= {"network", "packet", "firewall", "router"}
+
+
+@pytest.fixture(scope="module")
+def encoder():
+  from ycng_jax.text import Encoder
+  return Encoder.from_pretrained("all-MiniLM-L6-v2")
+
+
+TEXTS = ["A command-line tool to convert audio files between formats.",
+         "Library for parsing and writing XML documents in C.",
+         "A space shooter game with spaceships and lasers.",
+         "Utilities to convert sound files (mp3, ogg, flac).",
+         "Python bindings for an XML parser.",
+         "Arcade game: pilot a spaceship through asteroid fields.",
+         "", "Fonts for typesetting mathematics."] * 2
+
+
+def test_embed_corpus_resumes_after_a_kill(tmp_path, encoder):
+  straight = corpus.embed_corpus(TEXTS, tmp_path / "a", encoder=encoder, chunk_size=4, progress=False)
+  np.testing.assert_allclose(straight, encoder.encode(TEXTS), atol=1e-5)
+
+  class Killed(Exception):
+    pass
+
+  calls = []
+
+  class DiesOnThirdChunk:
+    def encode(self, texts, batch_size):
+      calls.append(len(texts))
+      if len(calls) == 3:
+        raise Killed
+      return encoder.encode(texts, batch_size=batch_size)
+
+  with pytest.raises(Killed):
+    corpus.embed_corpus(TEXTS, tmp_path / "b", encoder=DiesOnThirdChunk(), chunk_size=4, progress=False)
+  resumed = corpus.embed_corpus(TEXTS, tmp_path / "b", encoder=DiesOnThirdChunk(), chunk_size=4,
+                                progress=False)
+  assert calls == [4, 4, 4, 4, 4]  # chunks 0 and 1 were not computed again
+  np.testing.assert_array_equal(np.asarray(resumed), np.asarray(straight))
+  with pytest.raises(TypeError, match="texts\\[1\\] is a int"):
+    corpus.embed_corpus(["a", 3], tmp_path / "c", encoder=encoder)
+
+
+def test_index_build_and_search_from_the_command_line(tmp_path, capsys, monkeypatch, encoder):
+  docs = tmp_path / "docs.txt"
+  docs.write_text("\n".join(t for t in TEXTS[:8] if t) + "\n")
+  from ycng_jax.text import encoder as encoder_module
+  monkeypatch.setattr(encoder_module.Encoder, "from_pretrained", classmethod(lambda cls, *a, **k: encoder))
+  out = tmp_path / "index"
+  assert cli.main(["index", "build", str(docs), "--out", str(out)]) == 0
+  assert json.loads((out / "info.json").read_text())["documents"] == 7
+  capsys.readouterr()
+  assert cli.main(["search", str(out), "convert mp3 to ogg", "-k", "2", "--json"]) == 0
+  hits = json.loads(capsys.readouterr().out)[0]["results"]
+  assert {h["id"] for h in hits} == {0, 3}  # the two audio-conversion tools
+  results = semantic_index.search(out, ["xml parsing"], k=2, encoder=encoder)
+  assert {h["id"] for h in results[0]} == {1, 4}
+  with pytest.raises(FileNotFoundError, match="not an index folder"):
+    semantic_index.search(tmp_path, ["x"])
