@@ -12,10 +12,11 @@ sides. Prints tokens/s of each, the ratio (ours / theirs) and, on a GPU, model F
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
+
+from bench_utils import set_cpu_threads
 
 # Dense peak FLOP/s by device kind (bf16 / fp32 without TF32), for model FLOP utilisation.
 _PEAK = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12)}
@@ -98,20 +99,6 @@ def run_theirs(args, folder, ids, mask, labels):
   final = float(loss)
   sync()
   return time.perf_counter() - t0, time.process_time() - c0, final, device
-
-
-def set_cpu_threads(threads: int) -> None:
-  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported."""
-  if threads <= 0:
-    return
-  if threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
-                               "false intra_op_parallelism_threads=1").strip()
-  else:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" intra_op_parallelism_threads={threads}").strip()
-  import torch
-  torch.set_num_threads(threads)
 
 
 def main() -> None:

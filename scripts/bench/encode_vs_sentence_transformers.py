@@ -8,8 +8,7 @@ embeds a warm-up slice once (PyTorch's lazy init, our jit compiles for the
 buckets that slice touches); the timed pass then runs over all texts. Our first-call time
 (compiles of any bucket not yet seen included) is printed as well.
 
-Texts: Debian package long descriptions (``/var/lib/apt/lists/*Translation-en*``, after
-``apt-get update -o Acquire::Languages=en``) or ``--texts FILE`` (one text per line).
+Texts: the ``debtags`` corpus's package descriptions, or ``--texts FILE`` (one text per line).
 
   python scripts/bench/encode_vs_sentence_transformers.py --n 5000 --batch-size 64
 """
@@ -17,57 +16,11 @@ Texts: Debian package long descriptions (``/var/lib/apt/lists/*Translation-en*``
 from __future__ import annotations
 
 import argparse
-import os
-import glob
-import subprocess
 import time
 
 import numpy as np
 
-
-def debian_descriptions(limit: int) -> list[str]:
-  """Long descriptions (``Description-en:`` fields) from the apt lists, distinct, in file order."""
-  paths = sorted(glob.glob("/var/lib/apt/lists/*Translation-en*"))
-  texts, seen = [], set()
-  for path in paths:
-    if path.endswith(".lz4"):
-      try:
-        import lz4.frame
-        with lz4.frame.open(path, "rt", encoding="utf-8") as f:
-          raw = f.read()
-      except ImportError:
-        raw = subprocess.run(["lz4", "-dc", path], check=True, capture_output=True).stdout.decode()
-    else:
-      with open(path, encoding="utf-8") as f:
-        raw = f.read()
-    for block in raw.split("\n\n"):
-      lines = block.split("\n")
-      for i, line in enumerate(lines):
-        if line.startswith("Description-en:"):
-          body = [line[len("Description-en:"):].strip()]
-          body += [l.strip() for l in lines[i + 1:] if l.startswith(" ") and l.strip() != "."]
-          text = " ".join(body)
-          if text not in seen:
-            seen.add(text)
-            texts.append(text)
-          break
-      if len(texts) >= limit:
-        return texts
-  return texts
-
-
-def set_cpu_threads(threads: int) -> None:
-  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported."""
-  if threads <= 0:
-    return
-  if threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
-                               "false intra_op_parallelism_threads=1").strip()
-  else:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" intra_op_parallelism_threads={threads}").strip()
-  import torch
-  torch.set_num_threads(threads)
+from bench_utils import debtags_texts, set_cpu_threads
 
 
 def main() -> None:
@@ -88,9 +41,9 @@ def main() -> None:
     with open(args.texts, encoding="utf-8") as f:
       texts = [line.rstrip("\n") for line in f if line.strip()][:args.n]
   else:
-    texts = debian_descriptions(args.n)
+    texts = debtags_texts(args.n)
   if not texts:
-    raise SystemExit("No texts: run `apt-get update -o Acquire::Languages=en` or pass --texts FILE.")
+    raise SystemExit("No texts: pass --texts FILE (one text per line).")
 
   import jax
   import jax.numpy as jnp

@@ -21,7 +21,6 @@ os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices
 import flax.linen as nn  # pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from importlib.resources import files
 

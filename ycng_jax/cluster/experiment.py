@@ -25,6 +25,37 @@ from ycng_jax.cluster.kmeans import KMeans
 METHODS = ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec")
 
 
+def base_config() -> ml_collections.ConfigDict:
+  """DEC-keras's hyperparameters; the experiment files set the dataset and budget."""
+  config = ml_collections.ConfigDict()
+  config.runner = "ycng_jax.cluster.experiment:run"
+  config.dataset = "mnist"
+  config.limit = 0  # 0: every image; N: a fixed random subset of N (for a quick look)
+  config.n_clusters = 10
+  config.seeds = (0, 1, 2)
+  # Autoencoder and its pretraining.
+  config.hidden_dims = (500, 500, 2000, 10)
+  config.pretrain_epochs = 200
+  config.pretrain_batch_size = 256
+  config.pretrain_learning_rate = 1e-3
+  config.greedy_epochs = 0  # > 0: the paper's greedy layer-wise denoising pretraining first
+  config.greedy_dropout = 0.2
+  # Clustering.
+  config.kmeans_n_init = 20
+  config.alpha = 1.0
+  config.batch_size = 256
+  config.max_iter = 20_000
+  config.update_interval = 140
+  config.tol = 1e-3
+  config.optimizer = "sgd"
+  config.learning_rate = 0.01
+  config.momentum = 0.9
+  config.idec = True
+  config.gamma = 0.1
+  config.verbose = True
+  return config
+
+
 def load_flat(name: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
   """All splits of an image dataset as rows in [0, 1], labels, and the image shape."""
   parts = [data.load(name, split) for split in ("train", "test")]
