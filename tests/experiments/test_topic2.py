@@ -1,7 +1,5 @@
 """Topic 2 experiments (custom layer, model, loop) with tiny configs on real Fashion-MNIST."""
 
-import json
-import os
 
 import jax
 import numpy as np
@@ -9,19 +7,7 @@ import pytest
 
 from ycng_jax import experiments
 
-TINY = {"train_examples": "640", "test_examples": "256", "num_epochs": "1", "batch_size": "64",
-        "eval_batch_size": "128", "verbose": "0", "tensorboard": "False", "log_every_steps": "5"}
-
-
-def _run(name, workdir, **extra):
-  overrides = {**TINY, **{k: str(v) for k, v in extra.items()}}
-  return experiments.run(name, str(workdir), overrides)
-
-
-def _final(workdir):
-  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  assert lines[-1]["final"] and all("step" in l for l in lines)
-  return lines[-1]
+from tiny_runs import final_metrics as _final, run_tiny as _run
 
 
 @pytest.mark.parametrize("name", ["topic2/custom_layer", "topic2/custom_model", "topic2/custom_loop"])
