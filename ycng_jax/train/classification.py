@@ -43,10 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 512
   c.num_epochs = 10
   c.seed = 0
-  c.optimizer = ml_collections.ConfigDict({
-      "name": "adam", "learning_rate": 1e-3, "schedule": "constant", "warmup_steps": 0,
-      "end_factor": 0.0, "decay_rate": 0.5, "clip_norm": 0.0, "clip_value": 0.0,
-      "kwargs": ml_collections.ConfigDict()})
+  c.optimizer = optim.optimizer_config()
   c.label_smoothing = 0.0
   c.num_devices = 0                 # 0: all devices
   c.param_sharding = "replicated"   # or "fsdp"

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 PyTree = Any
@@ -70,6 +71,14 @@ def make_optimizer(name: str = "adam", learning_rate: float | optax.Schedule = 1
   if clip_norm:
     parts.append(optax.clip_by_global_norm(clip_norm))
   return optax.chain(*parts, inner) if parts else inner
+
+
+def optimizer_config(schedule: str = "constant") -> ml_collections.ConfigDict:
+  """The default ``config.optimizer`` that ``optimizer_from_config`` reads (Adam, lr 1e-3)."""
+  return ml_collections.ConfigDict({
+      "name": "adam", "learning_rate": 1e-3, "schedule": schedule, "warmup_steps": 0,
+      "end_factor": 0.0, "decay_rate": 0.5, "clip_norm": 0.0, "clip_value": 0.0,
+      "kwargs": ml_collections.ConfigDict()})
 
 
 def optimizer_from_config(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTransformation:
