@@ -19,18 +19,23 @@ because a search asks for at most ``ntotal`` neighbours, they never appear in
 the global result.
 
 Selection is the expensive part on CPU: ``lax.top_k`` over a whole score
-block costs more than the matmul that produced it. The exact kernel therefore
-uses a two-stage top-k that is still exact: split each block into ``group``
-strided groups of columns, take each group's max (an elementwise max of
-contiguous rows, which vectorises), pick the ``k`` groups with the largest
-maxima, and run the real top-k only over those ``k * group`` candidates plus
-the running winners. Any element of the true top-k lies in one of those
-groups (otherwise ``k`` group maxima would all beat it), so nothing is lost.
-For inner product the padding bias is only added to blocks that hold padding.
+block costs more than the matmul that produced it, and each ``top_k`` call
+costs about a microsecond per query row before it reads a value. Two exact
+selections avoid most of it by taking group maxima first (any element of the
+true top-k lies in one of the ``k`` groups with the largest maxima, otherwise
+``k`` group maxima would all beat it):
 
-Measured on a 2-core CPU (scripts/bench/knn_vs_faiss.py) the matmul is ~70%
-of the time and runs at the core's FMA peak; the selection overhead leaves
-the kernel ~0.8x the speed of faiss ``IndexFlatIP`` at equal thread counts.
+* one-pass (``_shard_search``, accelerators): per block, the max of strided
+  column groups, a ``top_k`` over the maxima, and a ``top_k`` over those
+  groups' scores plus the running winners;
+* two-pass (``_shard_search_two_pass``, CPU): the maxima of groups of
+  consecutive database rows for a whole superblock of blocks, one ``top_k``
+  over them, then the chosen groups' rows gathered and rescored exactly.
+  Two ``top_k`` calls per query per superblock instead of per block.
+
+On a 2-core CPU (scripts/bench/knn_vs_faiss.py) the two-pass kernel runs at
+about 0.8-1.0x faiss ``IndexFlatIP`` (run-to-run noise on a shared VM is
++-15%); the matmul alone is ~80% of its time and runs near the FMA peak.
 """
 
 from __future__ import annotations
@@ -57,13 +62,17 @@ class KernelPlan:
   Attributes:
     block: rows of the database scored per step on each device.
     group: columns per group of the two-stage exact top-k (1 = plain top-k).
-    rows_per_device: padded shard length, a multiple of ``block``.
+    rows_per_device: padded shard length, a multiple of ``superblock`` (or of
+      ``block`` when ``superblock`` is 0).
     num_devices: devices along the ``data`` axis.
+    superblock: rows per top-k pass of the two-pass exact selection, a
+      multiple of ``block``; 0 selects per block (one pass).
   """
   block: int
   group: int
   rows_per_device: int
   num_devices: int
+  superblock: int = 0
 
   @property
   def padded_rows(self) -> int:
@@ -75,7 +84,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def plan_kernel(ntotal: int, num_devices: int, *, block: int, group: int,
-                min_block: int = 1) -> KernelPlan:
+                min_block: int = 1, max_superblock: int = 0) -> KernelPlan:
   """Chooses block and group sizes that fit ``ntotal`` rows on the mesh.
 
   Small databases get a small block (no point scoring padding); a block is
@@ -87,15 +96,22 @@ def plan_kernel(ntotal: int, num_devices: int, *, block: int, group: int,
     block: the largest block wanted (rows per step per device).
     group: the group size wanted for the two-stage top-k.
     min_block: smallest block allowed (pass the largest ``k`` to be used).
+    max_superblock: the largest superblock wanted for the two-pass selection;
+      0 plans the one-pass selection. The shard is split into equal
+      superblocks, so padding stays under one block per superblock.
   """
   if block < 1 or group < 1:
     raise ValueError(f"block={block} and group={group} must be positive.")
   per_device = max(-(-ntotal // num_devices), min_block, 1)
   block = _round_up(min(block, per_device), _ROW_ALIGN)
   block = max(block, _round_up(min_block, _ROW_ALIGN))
-  rows_per_device = _round_up(per_device, block)
-  return KernelPlan(block=block, group=group, rows_per_device=rows_per_device,
-                    num_devices=num_devices)
+  if max_superblock <= 0:
+    return KernelPlan(block=block, group=group, rows_per_device=_round_up(per_device, block),
+                      num_devices=num_devices)
+  count = -(-per_device // max(max_superblock, block))
+  superblock = _round_up(-(-per_device // count), block)
+  return KernelPlan(block=block, group=group, rows_per_device=count * superblock,
+                    num_devices=num_devices, superblock=superblock)
 
 
 def _effective_group(block: int, group: int, k: int) -> int:
@@ -139,7 +155,7 @@ def _select_block(ranked: jax.Array, *, best: tuple[jax.Array, jax.Array], start
 
 def _shard_search(queries: jax.Array, database: jax.Array, bias: jax.Array, *, k: int, block: int,
                   group: int, approx: bool, recall_target: float, needs_bias: bool):
-  """Runs on one device: top-k of ``queries`` against this device's shard.
+  """Runs on one device: top-k of ``queries`` against this device's shard, one block at a time.
 
   Returns ``(1, Q, k)`` values and global row ids, stacked over devices by
   ``shard_map``.
@@ -164,19 +180,76 @@ def _shard_search(queries: jax.Array, database: jax.Array, bias: jax.Array, *, k
     return lax.cond(bias_block[-1] == -jnp.inf, lambda: select(scores + bias_block[None, :]),
                     lambda: select(scores))
 
-  # The carry varies across devices (it holds this shard's winners); say so
-  # up front, as shard_map's type check asks of a loop carry.
-  init_values = lax.pcast(jnp.full((num_queries, k), -jnp.inf, jnp.float32), DATA_AXIS,
-                          to="varying")
-  init = (init_values, jnp.zeros((num_queries, k), jnp.int32) + offset)
-  values, ids = lax.fori_loop(0, rows // block, step, init)
+  values, ids = lax.fori_loop(0, rows // block, step, _initial_best(num_queries, k, offset))
   return values[None], ids[None]
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "k", "block", "group", "metric", "approx",
-                                             "recall_target"))
+def _initial_best(num_queries: int, k: int, offset: jax.Array) -> tuple[jax.Array, jax.Array]:
+  # The carry varies across devices (it holds this shard's winners); say so
+  # up front, as shard_map's type check asks of a loop carry.
+  values = lax.pcast(jnp.full((num_queries, k), -jnp.inf, jnp.float32), DATA_AXIS, to="varying")
+  return values, jnp.zeros((num_queries, k), jnp.int32) + offset
+
+
+def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Array, *, k: int,
+                           block: int, group: int, superblock: int):
+  """Runs on one device: exact top-k with one ``top_k`` call per query per superblock.
+
+  ``_shard_search`` pays two ``top_k`` calls per query per block, and on a
+  CPU a ``top_k`` call costs about a microsecond per row before it looks at
+  a single value. Here pass one scores each block transposed, ``(block, Q)``,
+  and keeps only the max of every ``group`` consecutive database rows (an
+  elementwise max of contiguous rows, which vectorises) for a whole
+  superblock. One ``top_k`` then picks the ``k`` groups with the largest
+  maxima; any true top-k row lies in one of them (otherwise ``k`` group
+  maxima would all beat it). Pass two gathers those ``k * group`` rows,
+  which are contiguous, rescores them exactly and merges them into the
+  running winners. Memory: a ``(superblock / group, Q)`` maxima buffer and
+  a ``(Q, k * group, d)`` candidate gather, whatever the shard size.
+  """
+  rows, dim = database.shape
+  num_queries = queries.shape[0]
+  offset = lax.axis_index(DATA_AXIS) * rows
+  grouped_rows = database.reshape(rows // group, group, dim)
+  grouped_bias = bias.reshape(rows // group, group)
+  groups_per_block = block // group
+
+  def group_maxima(superblock_start):
+    def score_block(i, maxima):
+      start = superblock_start + i * block
+      rows_block = lax.dynamic_slice_in_dim(database, start, block, axis=0)
+      bias_block = lax.dynamic_slice_in_dim(bias, start, block, axis=0)
+      scores = lax.dot_general(rows_block, queries, (((1,), (1,)), ((), ())),
+                               preferred_element_type=jnp.float32)  # (block, Q)
+      scores = scores + bias_block[:, None]
+      block_maxima = scores.reshape(groups_per_block, group, num_queries).max(axis=1)
+      return lax.dynamic_update_slice_in_dim(maxima, block_maxima, i * groups_per_block, axis=0)
+    maxima = lax.pcast(jnp.zeros((superblock // group, num_queries), jnp.float32), DATA_AXIS,
+                       to="varying")
+    return lax.fori_loop(0, superblock // block, score_block, maxima)
+
+  def merge_superblock(s, best):
+    superblock_start = s * superblock
+    _, top_groups = lax.top_k(group_maxima(superblock_start).T, k)  # (Q, k)
+    top_groups = top_groups + superblock_start // group
+    candidates = grouped_rows[top_groups].astype(jnp.float32)  # (Q, k, group, d)
+    scores = jnp.einsum("qkgd,qd->qkg", candidates, queries.astype(jnp.float32),
+                        preferred_element_type=jnp.float32) + grouped_bias[top_groups]
+    ids = top_groups[:, :, None] * group + jnp.arange(group, dtype=top_groups.dtype)
+    values = jnp.concatenate([best[0], scores.reshape(num_queries, k * group)], axis=1)
+    ids = jnp.concatenate([best[1], ids.reshape(num_queries, k * group) + offset], axis=1)
+    values, position = lax.top_k(values, k)
+    return values, jnp.take_along_axis(ids, position, axis=1)
+
+  values, ids = lax.fori_loop(0, rows // superblock, merge_superblock,
+                              _initial_best(num_queries, k, offset))
+  return values[None], ids[None]
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "k", "block", "group", "superblock", "metric",
+                                             "approx", "recall_target"))
 def search_sharded(queries: jax.Array, database: jax.Array, bias: jax.Array, *, mesh: Mesh, k: int,
-                   block: int, group: int, metric: str, approx: bool = False,
+                   block: int, group: int, metric: str, superblock: int = 0, approx: bool = False,
                    recall_target: float = 0.95) -> tuple[jax.Array, jax.Array]:
   """Global top-k of ``queries`` against a database sharded by rows over ``mesh``.
 
@@ -190,6 +263,8 @@ def search_sharded(queries: jax.Array, database: jax.Array, bias: jax.Array, *, 
     block: rows per step; divides the per-device shard length.
     group: group size of the two-stage exact top-k (1 = plain ``top_k``).
     metric: ``"ip"`` or ``"l2"``.
+    superblock: rows per pass of the two-pass exact selection (a multiple of
+      ``block`` dividing the shard length); 0 selects per block.
     approx: use ``lax.approx_max_k`` per block instead of the exact selection.
     recall_target: recall asked of ``approx_max_k``.
 
@@ -200,9 +275,14 @@ def search_sharded(queries: jax.Array, database: jax.Array, bias: jax.Array, *, 
   group = _effective_group(block, group, k)
   query_scale = 2.0 if metric == "l2" else 1.0
   scaled = (queries * query_scale).astype(database.dtype)
+  if superblock and group > 1 and not approx:
+    per_shard = functools.partial(_shard_search_two_pass, k=k, block=block, group=group,
+                                  superblock=superblock)
+  else:
+    per_shard = functools.partial(_shard_search, k=k, block=block, group=group, approx=approx,
+                                  recall_target=recall_target, needs_bias=metric == "l2")
   shard_fn = jax.shard_map(
-      functools.partial(_shard_search, k=k, block=block, group=group, approx=approx,
-                        recall_target=recall_target, needs_bias=metric == "l2"),
+      per_shard,
       mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
       out_specs=(P(DATA_AXIS), P(DATA_AXIS)))
   values, ids = shard_fn(scaled, database, bias)  # (D, Q, k) each

@@ -20,16 +20,20 @@ from ycng_jax.train.mesh import make_mesh
 # ``None`` means "pick for the platform at search time" (see ``_AUTO``), so an
 # index saved on a CPU and loaded on a GPU gets the GPU's sizes.
 XLA_DEFAULTS: dict[str, dict[str, Any]] = {
-    "exact": {"block": None, "group": None, "query_batch": None, "compute_dtype": "float32"},
+    "exact": {"block": None, "group": None, "superblock": None, "query_batch": None,
+              "compute_dtype": "float32"},
     "approx": {"block": None, "recall_target": 0.95, "query_batch": None,
                "compute_dtype": "float32"},
 }
-# Tuned on a 2-core CPU (scripts/bench/knn_vs_faiss.py): a (query_batch x
-# block) score tile of ~2 MB stays in cache for the group max. Accelerators
-# want large tiles to fill the matmul units; approx_max_k wants whole blocks.
+# Tuned on a 2-core CPU (scripts/bench/knn_vs_faiss.py): a (block x
+# query_batch) score tile of ~2 MB stays in cache for the group max, and the
+# two-pass selection (superblock > 0) pays one top_k per query per superblock.
+# Accelerators want large tiles to fill the matmul units and the one-pass
+# selection (superblock 0), whose memory does not grow with the query batch
+# times the group size; approx_max_k wants whole blocks.
 _AUTO = {
-    "cpu": {"block": 4096, "group": 32, "query_batch": 128},
-    "accelerator": {"block": 65536, "group": 64, "query_batch": 4096},
+    "cpu": {"block": 2048, "group": 16, "superblock": 262144, "query_batch": 256},
+    "accelerator": {"block": 65536, "group": 64, "superblock": 0, "query_batch": 4096},
 }
 _COMPUTE_DTYPES = ("float32", "bfloat16")
 # Parameters that only steer search, so they may change on a built index.
@@ -76,6 +80,11 @@ class XlaBackend:
         continue
       if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{backend}: {name} must be a positive integer, got {value!r}.")
+    superblock = params.get("superblock")
+    if superblock is not None and (not isinstance(superblock, (int, np.integer))
+                                   or isinstance(superblock, bool) or superblock < 0):
+      raise ValueError(f"{backend}: superblock must be a non-negative integer (0 = one-pass "
+                       f"selection), got {superblock!r}.")
     if backend == "approx" and not 0.0 < float(params["recall_target"]) <= 1.0:
       raise ValueError(f"approx: recall_target must be in (0, 1], got {params['recall_target']}.")
     return params
@@ -119,8 +128,9 @@ class XlaBackend:
   def _placement(self, k: int) -> tuple[knn.KernelPlan, jax.Array, jax.Array]:
     num_devices = self.mesh.shape[knn.DATA_AXIS]
     group = self._setting("group") if self.backend == "exact" else 1
+    superblock = self._setting("superblock") if self.backend == "exact" else 0
     plan = knn.plan_kernel(self._ntotal, num_devices, block=self._setting("block"), group=group,
-                           min_block=k)
+                           min_block=k, max_superblock=superblock)
     if self._placed is None or self._placed[0] != plan:
       database, bias = knn.place_database(self.vectors, self.metric, plan, self.mesh,
                                           compute_dtype=jnp.dtype(self.params["compute_dtype"]))
@@ -141,7 +151,7 @@ class XlaBackend:
       padded[:len(batch)] = batch
       pending.append((len(batch), knn.search_sharded(
           jax.device_put(padded, replicated), database, bias, mesh=self.mesh, k=k,
-          block=plan.block, group=plan.group, metric=self.metric,
+          block=plan.block, group=plan.group, superblock=plan.superblock, metric=self.metric,
           approx=self.backend == "approx",
           recall_target=float(self.params.get("recall_target", 0.95)))))
     scores = [np.asarray(s)[:n] for n, (s, _) in pending]
