@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ycng_jax.models.layers import max_pool
 from ycng_jax.train import classification, logging_callbacks as log_lib, optim
 from ycng_jax.train.losses import make_weighted_loss
 from ycng_jax.train.mesh import make_mesh
@@ -46,11 +47,11 @@ class ConvEncoder(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = nn.relu(nn.Conv(self.width, (3, 3), name="stem")(x))
-    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = max_pool(x, (2, 2))
     y = nn.relu(nn.Conv(self.width, (3, 3), name="block_conv1")(x))
     y = nn.Conv(self.width, (3, 3), name="block_conv2")(y)
     x = nn.relu(x + y)  # the residual connection
-    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = max_pool(x, (2, 2))
     return x.reshape(x.shape[0], -1)
 
 

@@ -8,14 +8,14 @@ from typing import Sequence
 import flax.linen as nn
 
 from ycng_jax.models.graph import Sequential
-from ycng_jax.models.layers import Flatten
+from ycng_jax.models.layers import Flatten, max_pool
 
 
 def cnn_layers(features: Sequence[int], dense: int, num_classes: int, dropout: float = 0.25,
                batch_norm: bool = True, convs_per_block: int = 2) -> list:
   """Per block: ``convs_per_block`` x (Conv 3x3, [BN], ReLU), max-pool 2x2, dropout; then a head."""
   layers: list = []
-  pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+  pool = functools.partial(max_pool, window_shape=(2, 2))
   for b, width in enumerate(features):
     for c in range(convs_per_block):
       layers.append(nn.Conv(width, (3, 3), padding="SAME", use_bias=not batch_norm,

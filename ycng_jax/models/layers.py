@@ -68,3 +68,30 @@ class Flatten(nn.Module):
   @nn.compact
   def __call__(self, x):
     return x.reshape(x.shape[0], -1)
+
+
+def max_pool(x: jax.Array, window_shape: tuple[int, ...] = (2, 2),
+             strides: tuple[int, ...] | None = None, padding: str = "VALID") -> jax.Array:
+  """``flax.linen.max_pool`` with a fast path for non-overlapping windows.
+
+  When the windows tile the input (``strides == window_shape``, ``VALID``
+  padding), the pool is a crop, a reshape and a ``max``. Its gradient is an
+  elementwise compare, where ``nn.max_pool``'s ``reduce_window`` gradient is a
+  ``select_and_scatter`` that XLA:CPU runs slowly: on a 2-core CPU this
+  alone makes a small CNN's train step ~1.7x faster. Values are identical;
+  gradients differ only on exact ties inside a window, which this splits
+  evenly instead of giving to one element (after a ReLU, tied zeros get no
+  gradient either way). ``x`` is ``(batch, *spatial, features)``.
+  """
+  strides = tuple(window_shape) if strides is None else tuple(strides)
+  window_shape = tuple(window_shape)
+  if padding != "VALID" or strides != window_shape or x.ndim != len(window_shape) + 2:
+    return nn.max_pool(x, window_shape, strides, padding)
+  spatial = x.shape[1:-1]
+  kept = tuple(size // window * window for size, window in zip(spatial, window_shape))
+  x = x[(slice(None),) + tuple(slice(0, size) for size in kept)]
+  split: list[int] = [x.shape[0]]
+  for size, window in zip(kept, window_shape):
+    split += [size // window, window]
+  x = x.reshape(*split, x.shape[-1])
+  return x.max(axis=tuple(range(2, 2 * len(window_shape) + 1, 2)))

@@ -15,7 +15,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ycng_jax.models.layers import Flatten
+from ycng_jax.models.layers import Flatten, max_pool
 
 
 def l2_normalize(x: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:
@@ -43,7 +43,7 @@ class EmbeddingTower(nn.Module):
     if x.ndim != 4:
       raise ValueError(f"EmbeddingTower expects NHWC images (batch, height, width, channels); "
                        f"got shape {x.shape}. Add a channel axis to grayscale images.")
-    pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+    pool = functools.partial(max_pool, window_shape=(2, 2))
     for i, width in enumerate(self.features):
       x = nn.Conv(width, (3, 3), padding="SAME", use_bias=not self.batch_norm, name=f"conv_{i}")(x)
       if self.batch_norm:
