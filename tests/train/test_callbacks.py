@@ -2,6 +2,7 @@
 
 import csv
 import glob
+import json
 import math
 
 import jax
@@ -87,6 +88,27 @@ def test_early_stopping_restores_best_weights(data):
   assert stopper.stopped_epoch >= 1 and len(history.history["loss"]) < 8
   best = min(history.history["val_loss"])
   assert history.history["val_loss"][stopper.best_epoch] == best
+  assert trainer.evaluate(val_loader)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_early_stopping_best_weights_survive_a_resume(data, tmp_path):
+  # The best weights go to backup_dir; a fresh EarlyStopping that only has the saved
+  # callback state (as after a kill and BackupAndRestore) still puts them back.
+  mesh, train, val = data
+  trainer, loader, val_loader = _make(mesh, train, val, lr=0.5)
+  first = cbs.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True,
+                            backup_dir=str(tmp_path / "best"))
+  history = trainer.fit(loader, epochs=8, validation_data=val_loader, verbose=0,
+                        callbacks=[first])
+  best = min(history.history["val_loss"])
+  trainer.fit(loader, epochs=2, validation_data=val_loader, verbose=0)  # moves off the best
+  assert trainer.evaluate(val_loader)["loss"] != pytest.approx(best, rel=1e-5)
+
+  resumed = cbs.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True,
+                              backup_dir=str(tmp_path / "best"))
+  resumed.set_state(json.loads(json.dumps(first.get_state())))
+  resumed.set_trainer(trainer)
+  resumed.on_train_end({})
   assert trainer.evaluate(val_loader)["loss"] == pytest.approx(best, rel=1e-5)
 
 

@@ -9,6 +9,7 @@ values) returns that in ``get_state`` so a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Iterable, Mapping
 
 import jax
@@ -171,13 +172,17 @@ class EarlyStopping(Callback):
   """Stop when ``monitor`` has not improved for ``patience`` epochs.
 
   With ``restore_best_weights`` the params of the best epoch are put back at the end of
-  training (a device copy is kept; EMA params too when EMA is on).
+  training (a device copy is kept; EMA params too when EMA is on). Give ``backup_dir`` as
+  well and each new best is also written there (orbax), so a run killed and resumed (e.g.
+  by ``BackupAndRestore``) still ends with the best weights, even from before the kill.
   """
 
   def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                mode: str = "auto", baseline: float | None = None,
-               restore_best_weights: bool = False, start_from_epoch: int = 0):
+               restore_best_weights: bool = False, start_from_epoch: int = 0,
+               backup_dir: str | None = None):
     super().__init__()
+    self.backup_dir = None if backup_dir is None else os.path.abspath(os.fspath(backup_dir))
     self.monitor, self.patience, self.baseline = monitor, patience, baseline
     self.min_delta = abs(min_delta)
     self.mode = _monitor_op(mode, monitor)
@@ -196,6 +201,11 @@ class EarlyStopping(Callback):
       if self.restore_best_weights:
         state = self.trainer.state
         self.best_weights = jax.tree.map(jnp.copy, (state.params, state.ema_params))
+        if self.backup_dir is not None:
+          import orbax.checkpoint as ocp  # only needed with backup_dir
+          self._checkpointer().save(
+              self.backup_dir, args=ocp.args.StandardSave(self._weights_tree(self.best_weights)),
+              force=True)
       if self.baseline is None or _improved(self.mode, value, self.baseline, 0.0):
         self.wait = 0
       return
@@ -203,9 +213,36 @@ class EarlyStopping(Callback):
       self.stopped_epoch = epoch
       self.trainer.stop_training = True
 
+  @staticmethod
+  def _checkpointer():
+    import orbax.checkpoint as ocp  # only needed with backup_dir
+    # synchronous: the file is complete before training goes on (and before a kill)
+    return ocp.Checkpointer(ocp.StandardCheckpointHandler())
+
+  @staticmethod
+  def _weights_tree(weights) -> dict:
+    params, ema = weights
+    return {"params": params} if ema is None else {"params": params, "ema_params": ema}
+
+  def _load_backup(self):
+    """The best weights of a run that was resumed after the improvement was saved."""
+    if self.backup_dir is None or self.best_epoch < 0 or not os.path.isdir(self.backup_dir):
+      return None
+    state = self.trainer.state
+    target = self._weights_tree((state.params, state.ema_params))
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+    import orbax.checkpoint as ocp
+    restored = self._checkpointer().restore(self.backup_dir,
+                                            args=ocp.args.StandardRestore(abstract))
+    return restored["params"], restored.get("ema_params")
+
   def on_train_end(self, logs=None):
-    if self.restore_best_weights and self.best_weights is not None:
-      params, ema = self.best_weights
+    if not self.restore_best_weights:
+      return
+    weights = self.best_weights if self.best_weights is not None else self._load_backup()
+    if weights is not None:
+      params, ema = weights
       self.trainer.state = self.trainer.state.replace(params=params, ema_params=ema)
       self.best_weights = None
 
