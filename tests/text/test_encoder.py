@@ -46,6 +46,17 @@ def test_packing_equals_one_text_at_a_time(encoder, vectors):
   np.testing.assert_allclose(encoder.encode(TEXTS[0]), vectors[:1], atol=1e-5)
 
 
+def test_length_groups_keep_every_text_exact(encoder, vectors):
+  # Texts of ~70 and ~140 tokens fall in other length groups (96- and 192-token rows) than the
+  # short ones; every text still gets the vector it gets alone, in input order.
+  long_texts = [" ".join(["free software"] * 34), " ".join(["packages"] * 140)]
+  mixed = [TEXTS[0], long_texts[0], TEXTS[2], long_texts[1], TEXTS[4]]
+  together = encoder.encode(mixed, batch_size=2)
+  alone = np.concatenate([encoder.encode([t]) for t in mixed])
+  np.testing.assert_allclose(together, alone, atol=1e-5)
+  np.testing.assert_allclose(together[[0, 2, 4]], vectors[[0, 2, 4]], atol=1e-5)
+
+
 def test_matches_pytorch_mean_pooling(encoder, vectors):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")

@@ -3,12 +3,13 @@
 What makes it fast and still exact:
 - texts are tokenized once (Rust ``tokenizers``, no padding, truncation at ``max_seq_length``)
   and sorted by length;
-- they are packed, best-fit decreasing, into rows of one padded length (a few length buckets,
-  chosen by the longest text), several short texts to a row, each text attending only to itself
-  with positions restarting at 0 (``packed_attention_mask``). Compute is spent on tokens, not on
-  padding: on Debian descriptions this processes ~25% fewer token positions than padding
-  length-sorted batches to their longest text, and jit compiles one shape per call instead of one
-  per batch length;
+- they are grouped by length bucket (64, 96, 128, 192, 256 tokens for a 256-token model) and
+  each group is packed, best-fit decreasing, into rows of its bucket's length, several short
+  texts to a row, each text attending only to itself with positions restarting at 0
+  (``packed_attention_mask``). Compute is spent on tokens, not on padding (on Debian
+  descriptions ~25% fewer token positions than padding length-sorted batches to their longest
+  text), short texts never pay long-row attention, and jit compiles one shape per bucket
+  instead of one per batch length;
 - the rows of a step are a power of two times the device count and sharded over the mesh's data
   axis; steps are dispatched asynchronously, so the host assembles step i+1 while devices run i;
 - a text's vector does not depend on its row neighbours: masking makes the packing exact (to
@@ -45,6 +46,9 @@ def length_buckets(max_length: int) -> tuple[int, ...]:
     n += 16 if n < 64 else 32 if n < 128 else 64
   buckets.append(max_length)
   return tuple(buckets)
+
+
+_SHORTEST_ROW = 64  # tokens: shorter rows save little attention and cost another compile
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -214,7 +218,7 @@ class Encoder:
     """Embeds ``texts``: returns float32 (len(texts), dim), rows L2-normalised, in input order.
 
     ``batch_size`` is the number of texts a device step holds on average: a step gets the token
-    positions of ``batch_size`` texts of this call's mean length, as packed rows. Texts longer
+    positions of ``batch_size`` texts of its length bucket's middle length, as packed rows. Texts longer
     than ``max_seq_length`` tokens are truncated (one warning gives the count).
     """
     texts = _check_texts(texts)
@@ -228,21 +232,15 @@ class Encoder:
       warnings.warn(f"{truncated} of {len(texts)} texts were longer than max_seq_length="
                     f"{self._max_seq_length} tokens and were truncated.", stacklevel=2)
     lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
-    seq = next(b for b in self._buckets if b >= lengths.max())
-    rows = pack_rows(lengths, seq, self._max_texts_per_row)
-    num_devices = self._mesh.size
-    wanted = max(1, int(np.ceil(batch_size * lengths.mean() / seq)))
-    step_rows = _round_up(1 << (wanted - 1).bit_length(), num_devices)
     progress = None
     if show_progress:
       from tqdm.auto import tqdm
       progress = tqdm(total=len(texts), unit="text", desc="encode")
     pending = None  # (rows' text indices, device result): fetched once the next step is queued.
-    for start in range(0, len(rows), step_rows):
-      step = rows[start:start + step_rows]
-      input_ids = np.zeros((step_rows, seq), np.int32)
-      position_ids = np.zeros((step_rows, seq), np.int32)
-      segment_ids = np.zeros((step_rows, seq), np.int32)
+    for seq, step in self._packed_steps(lengths, batch_size):
+      input_ids = np.zeros((len(step), seq), np.int32)
+      position_ids = np.zeros((len(step), seq), np.int32)
+      segment_ids = np.zeros((len(step), seq), np.int32)
       for r, row in enumerate(step):
         at = 0
         for s, i in enumerate(row):
@@ -254,11 +252,40 @@ class Encoder:
       result = self._embed(self._params, input_ids, position_ids, segment_ids)
       if pending is not None:
         self._collect(out, *pending, progress)
-      pending = (step, result)
+      pending = ([row for row in step if row], result)
     self._collect(out, *pending, progress)
     if progress is not None:
       progress.close()
     return out
+
+  def _packed_steps(self, lengths: np.ndarray, batch_size: int):
+    """Yields ``(row_length, rows)`` steps; ``rows`` lists text indices per row (``[]`` = padding).
+
+    Texts are grouped by the smallest bucket that holds them (at least the first bucket of
+    ``_SHORTEST_ROW`` tokens, below which attention is a small share of the cost), and each group
+    is packed into rows of its own length: a corpus with a few long texts does not pay
+    long-row attention (cost per token grows with the row length) for all the short ones.
+    """
+    floor = next((b for b in self._buckets if b >= _SHORTEST_ROW), self._buckets[-1])
+    usable = np.asarray([b for b in self._buckets if b >= floor])
+    row_length = usable[np.searchsorted(usable, lengths)]
+    num_devices = self._mesh.size
+    for seq in np.unique(row_length):
+      members = np.flatnonzero(row_length == seq)
+      rows = [[int(members[i]) for i in row]
+              for row in pack_rows(lengths[members], int(seq), self._max_texts_per_row)]
+      # Rows per step from the bucket alone (not this call's lengths), so every call with this
+      # batch_size reuses one compiled shape per bucket: batch_size texts of the bucket's
+      # middle length.
+      shorter = usable[usable < seq]
+      typical = (seq + (shorter[-1] if len(shorter) else 0)) / 2
+      wanted = max(1, int(np.ceil(batch_size * typical / seq)))
+      step_rows = 1 << (wanted - 1).bit_length()
+      # A small call (a few search queries) gets a small step: at most the rows it needs.
+      step_rows = _round_up(min(step_rows, 1 << (len(rows) - 1).bit_length()), num_devices)
+      for start in range(0, len(rows), step_rows):
+        step = rows[start:start + step_rows]
+        yield int(seq), step + [[]] * (step_rows - len(step))
 
   @staticmethod
   def _collect(out: np.ndarray, step: list[list[int]], result: jax.Array, progress) -> None:
