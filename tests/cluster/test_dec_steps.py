@@ -8,6 +8,7 @@ import pytest
 from ycng_jax.cluster import dec_steps
 from ycng_jax.models.autoencoder import Autoencoder
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
+from ycng_jax.train.steps import jit_train_step
 
 
 def test_soft_assignment_is_students_t_and_rows_sum_to_one():
@@ -57,14 +58,22 @@ def test_kl_divergence():
   np.testing.assert_allclose(dec_steps.kl_divergence(q, q), [0.0], atol=1e-7)
 
 
-def _setup(mesh, keep_reconstruction=False, optimizer="sgd"):
-  model = Autoencoder(input_dim=6, hidden_dims=(8, 2))
-  ae = model.init(jax.random.key(0), jnp.zeros((1, 6)))
-  params = {"autoencoder": ae, "centers": jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])}
+CENTERS = [[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]
+
+
+def _setup(mesh, keep_reconstruction=False, optimizer="sgd", gamma=0.1):
+  net = dec_steps.ClusteringNet(input_dim=6, hidden_dims=(8, 2), n_clusters=3,
+                                keep_reconstruction=keep_reconstruction)
+  ae = Autoencoder(input_dim=6, hidden_dims=(8, 2)).init(jax.random.key(0), jnp.zeros((1, 6)))
+  params = {"autoencoder": ae["params"], "centers": jnp.array(CENTERS)}
   opt = dec_steps.make_optimizer(optimizer, 0.05)
-  state = jax.device_put(dec_steps.init_step_state(params, opt), replicated(mesh))
-  step = jax.jit(dec_steps.make_cluster_step(model, opt, keep_reconstruction=keep_reconstruction))
-  return model, state, step
+  state = jax.device_put(dec_steps.init_state(params, opt), replicated(mesh))
+  step = jit_train_step(dec_steps.make_cluster_step(net, opt, gamma), mesh, replicated(mesh))
+  return net, state, step
+
+
+def _means(sums):
+  return {k: float(v) / float(sums["count"]) for k, v in sums.items() if k != "count"}
 
 
 def _batch(n=16):
@@ -82,8 +91,8 @@ def test_cluster_step_sharded_equals_single_device():
     _, state, step = _setup(mesh)
     put = lambda a: jax.device_put(a, data_sharding(mesh))
     for _ in range(3):
-      state, metrics = step(state, put(x), put(p), put(w), jnp.float32(0.1))
-    results.append((jax.device_get(state.params), float(metrics["kl"])))
+      state, sums = step(state, {"image": put(x), "target": put(p), "mask": put(w)})
+    results.append((jax.device_get(state.params), _means(sums)["kl"]))
   (params_1, kl_1), (params_8, kl_8) = results
   np.testing.assert_allclose(kl_1, kl_8, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8)):
@@ -101,10 +110,11 @@ def test_padding_rows_have_no_effect():
   w_pad = np.r_[np.ones(8), np.zeros(8)].astype(np.float32)
   x_pad = np.r_[x[:8], np.full((8, 6), 100.0, np.float32)]
   p_pad = np.r_[p[:8], np.full((8, 3), 1 / 3, np.float32)]
-  state_a, m_a = step(state_a, put(x_pad), put(p_pad), put(w_pad), jnp.float32(0.1))
-  state_b, m_b = step(state_b, put(np.r_[x[:8], x[:8]]), put(np.r_[p[:8], p[:8]]),
-                      put(np.ones(16, np.float32)), jnp.float32(0.1))
-  np.testing.assert_allclose(m_a["loss"], m_b["loss"], rtol=1e-5)
+  state_a, m_a = step(state_a, {"image": put(x_pad), "target": put(p_pad), "mask": put(w_pad)})
+  state_b, m_b = step(state_b, {"image": put(np.r_[x[:8], x[:8]]),
+                                "target": put(np.r_[p[:8], p[:8]]),
+                                "mask": put(np.ones(16, np.float32))})
+  np.testing.assert_allclose(_means(m_a)["loss"], _means(m_b)["loss"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
@@ -113,34 +123,35 @@ def test_idec_step_keeps_reconstruction_and_weighs_kl_by_gamma():
   x, p = _batch()
   mesh = make_mesh(8)
   put = lambda a: jax.device_put(a, data_sharding(mesh))
-  w = put(np.ones(16, np.float32))
-  _, state, step = _setup(mesh, keep_reconstruction=True)
-  _, m = step(state, put(x), put(p), w, jnp.float32(0.3))
-  assert float(m["reconstruction"]) > 0
-  np.testing.assert_allclose(m["loss"], m["reconstruction"] + 0.3 * m["kl"], rtol=1e-6)
+  batch = {"image": put(x), "target": put(p), "mask": put(np.ones(16, np.float32))}
+  _, state, step = _setup(mesh, keep_reconstruction=True, gamma=0.3)
+  _, m = step(state, batch)
+  m = _means(m)
+  assert m["reconstruction"] > 0
+  np.testing.assert_allclose(m["loss"], m["reconstruction"] + 0.3 * m["kl"], rtol=1e-5)
   # DEC's step never touches the decoder: its gradient there is exactly zero.
   _, dec_state, dec_step = _setup(mesh, keep_reconstruction=False)
-  before = jax.device_get(dec_state.params["autoencoder"]["params"]["decoder_0"])
-  dec_state, m_dec = dec_step(dec_state, put(x), put(p), w, jnp.float32(0.3))
-  after = jax.device_get(dec_state.params["autoencoder"]["params"]["decoder_0"])
-  assert float(m_dec["reconstruction"]) == 0.0
+  before = jax.device_get(dec_state.params["autoencoder"]["decoder_0"])
+  dec_state, m_dec = dec_step(dec_state, batch)
+  after = jax.device_get(dec_state.params["autoencoder"]["decoder_0"])
+  assert _means(m_dec)["reconstruction"] == 0.0
   jax.tree.map(np.testing.assert_array_equal, before, after)
 
 
 def test_pretrain_step_lowers_reconstruction_loss():
   model = Autoencoder(input_dim=6, hidden_dims=(8, 2))
-  params = model.init(jax.random.key(0), jnp.zeros((1, 6)))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 6)))["params"]
   opt = dec_steps.make_optimizer("adam", 1e-2)
   mesh = make_mesh(8)
-  state = jax.device_put(dec_steps.init_step_state(params, opt), replicated(mesh))
-  step = jax.jit(dec_steps.make_pretrain_step(model, opt))
+  state = jax.device_put(dec_steps.init_state(params, opt), replicated(mesh))
+  step = jit_train_step(dec_steps.make_pretrain_step(model, opt), mesh, replicated(mesh))
   x, _ = _batch()
-  xs = jax.device_put(x, data_sharding(mesh))
-  w = jax.device_put(np.ones(16, np.float32), data_sharding(mesh))
+  batch = {"image": jax.device_put(x, data_sharding(mesh)),
+           "mask": jax.device_put(np.ones(16, np.float32), data_sharding(mesh))}
   losses = []
   for _ in range(30):
-    state, loss = step(state, xs, w, jax.random.key(0))
-    losses.append(float(loss))
+    state, sums = step(state, batch)
+    losses.append(_means(sums)["loss"])
   assert losses[-1] < 0.5 * losses[0]
   assert int(state.step) == 30
 
@@ -154,19 +165,19 @@ def test_unknown_optimizer_is_an_error():
 def test_hyperparameters_live_in_the_state(name):
   """A step built with placeholder hyperparameters updates like the real optimiser (DEC caches
   its compiled steps on this)."""
-  model = Autoencoder(input_dim=6, hidden_dims=(8, 2))
-  params = {"autoencoder": model.init(jax.random.key(0), jnp.zeros((1, 6))),
-            "centers": jnp.eye(3, 2)}
+  net = dec_steps.ClusteringNet(input_dim=6, hidden_dims=(8, 2), n_clusters=3)
+  ae = Autoencoder(input_dim=6, hidden_dims=(8, 2)).init(jax.random.key(0), jnp.zeros((1, 6)))
+  params = {"autoencoder": ae["params"], "centers": jnp.eye(3, 2)}
   real = dec_steps.make_optimizer(name, 0.05, 0.9)
   placeholder = dec_steps.make_optimizer(name, 0.0, 0.0)
   x, p = _batch()
-  w = np.ones(16, np.float32)
+  batch = {"image": x, "target": p, "mask": np.ones(16, np.float32)}
   outs = []
   for opt in (real, placeholder):
-    state = dec_steps.init_step_state(params, real)
-    step = jax.jit(dec_steps.make_cluster_step(model, opt))
+    state = dec_steps.init_state(params, real)
+    step = jax.jit(dec_steps.make_cluster_step(net, opt))
     for _ in range(2):
-      state, _ = step(state, x, p, w, jnp.float32(0.1))
+      state, _ = step(state, batch)
     outs.append(state.params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), *outs)
   assert not np.allclose(outs[0]["centers"], params["centers"])

@@ -13,8 +13,9 @@ DEC learns an embedding and cluster centres together:
 IDEC (``idec=True``) keeps the decoder and minimises ``MSE + gamma * KL`` so the
 embedding keeps the data's local structure.
 
-The train steps are the pure functions of :mod:`ycng_jax.cluster.dec_steps`, jitted here
-with the batch sharded along the mesh's ``data`` axis and the state replicated.
+Both phases train with the shared trainer's pure step (``ycng_jax.train.steps``), built in
+:mod:`ycng_jax.cluster.dec_steps` from DEC's model and losses and jitted here with explicit
+shardings: the batch split along the mesh's ``data`` axis, the state replicated and donated.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ycng_jax.cluster import dec_steps
 from ycng_jax.cluster.kmeans import kmeans
 from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
+from ycng_jax.train.steps import jit_train_step
 
 
 def _check_data(x, input_dim: int | None = None) -> np.ndarray:
@@ -57,16 +59,16 @@ def _check_data(x, input_dim: int | None = None) -> np.ndarray:
 # the optimiser built here with placeholder values updates exactly like the one whose
 # ``init`` made the state.
 @functools.lru_cache(maxsize=64)
-def _jit_pretrain_step(module) -> Callable:
+def _jit_pretrain_step(module, mesh: Mesh) -> Callable:
   opt = dec_steps.make_optimizer("adam", 0.0)
-  return jax.jit(dec_steps.make_pretrain_step(module, opt), donate_argnums=0)
+  return jit_train_step(dec_steps.make_pretrain_step(module, opt), mesh, replicated(mesh))
 
 
 @functools.lru_cache(maxsize=64)
-def _jit_cluster_step(module, optimizer: str, alpha: float, keep_reconstruction: bool) -> Callable:
+def _jit_cluster_step(module: dec_steps.ClusteringNet, optimizer: str, gamma: float,
+                      mesh: Mesh) -> Callable:
   opt = dec_steps.make_optimizer(optimizer, 0.0, 0.0)
-  return jax.jit(dec_steps.make_cluster_step(
-      module, opt, alpha=alpha, keep_reconstruction=keep_reconstruction), donate_argnums=0)
+  return jit_train_step(dec_steps.make_cluster_step(module, opt, gamma), mesh, replicated(mesh))
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,6 +84,11 @@ def _jit_assign(module, alpha: float) -> Callable:
 @functools.lru_cache(maxsize=64)
 def _jit_pair_encode(pair) -> Callable:
   return jax.jit(lambda params, x: pair.apply(params, x, method=pair.encode))
+
+
+def _public_params(params: dict) -> dict:
+  """``ClusteringNet`` params as DEC's ``params_``: {"autoencoder": variables, "centers"}."""
+  return {"autoencoder": {"params": params["autoencoder"]}, "centers": params["centers"]}
 
 
 class _Batcher:
@@ -179,8 +186,8 @@ class DEC:
     mesh = self._mesh
     batcher = _Batcher(mesh, self.pretrain_batch_size)
     opt = dec_steps.make_optimizer("adam", self.pretrain_learning_rate)
-    state = jax.device_put(dec_steps.init_step_state(params, opt), replicated(mesh))
-    step = _jit_pretrain_step(module)
+    state = jax.device_put(dec_steps.init_state(params["params"], opt, key), replicated(mesh))
+    step = _jit_pretrain_step(module, mesh)
     rng = np.random.default_rng([self.seed, zlib_hash(desc)])
     n = x.shape[0]
     n_batches = math.ceil(n / batcher.batch_size)
@@ -192,11 +199,11 @@ class DEC:
       for b in range(n_batches):
         idx = order[b * batcher.batch_size:(b + 1) * batcher.batch_size]
         xb, w = batcher.put(x[idx])
-        state, loss = step(state, xb, w, key)
-        epoch_loss = epoch_loss + loss * len(idx)
+        state, sums = step(state, {"image": xb, "mask": w})
+        epoch_loss = epoch_loss + sums["loss"]  # a sum over the real rows
       losses.append(float(epoch_loss) / n)
       bar.set_postfix(loss=f"{losses[-1]:.5f}")
-    return state.params, losses
+    return {"params": state.params}, losses
 
   def init_autoencoder(self, input_dim: int) -> dict:
     """Untrained autoencoder parameters for this seed; also the template to restore saved ones
@@ -262,7 +269,7 @@ class DEC:
       self.pretrain_history_, self.timings_ = [], {"pretrain_s": 0.0}
       self.autoencoder_params_ = autoencoder_params
     start = time.perf_counter()
-    mesh, batcher, model = self._mesh, self._batcher, self._model
+    mesh, batcher = self._mesh, self._batcher
     key = jax.random.fold_in(jax.random.key(self.seed), 1)
 
     z = batcher.apply(self._embed, autoencoder_params, x)
@@ -271,11 +278,13 @@ class DEC:
     self.timings_["kmeans_s"] = time.perf_counter() - start
 
     opt = dec_steps.make_optimizer(self.optimizer, self.learning_rate, self.momentum)
-    params = {"autoencoder": autoencoder_params, "centers": km.centers}
-    state = jax.device_put(dec_steps.init_step_state(params, opt), replicated(mesh))
-    step = _jit_cluster_step(model, self.optimizer, self.alpha, self.idec)
+    net = dec_steps.ClusteringNet(input_dim=self.input_dim_, hidden_dims=self.hidden_dims,
+                                  n_clusters=self.n_clusters, alpha=self.alpha,
+                                  keep_reconstruction=self.idec)
+    params = {"autoencoder": autoencoder_params["params"], "centers": km.centers}
+    state = jax.device_put(dec_steps.init_state(params, opt, key), replicated(mesh))
+    step = _jit_cluster_step(net, self.optimizer, float(self.gamma), mesh)
     assign = self._assign
-    gamma = jnp.float32(self.gamma)
 
     rng = np.random.default_rng([self.seed, 2])
     n, bs = x.shape[0], batcher.batch_size
@@ -283,33 +292,32 @@ class DEC:
     labels_last = km.labels
     p = None
     history: list[dict] = []
-    sums = {"loss": 0.0, "kl": 0.0, "reconstruction": 0.0}
-    steps_since = 0
+    metric_names = ("loss", "kl", "reconstruction")
+    sums: dict = {}
     ite = 0
     bar = tqdm(total=self.max_iter, desc="DEC" if not self.idec else "IDEC",
                disable=not self.verbose, leave=False)
     while True:
       if ite % self.update_interval == 0 or ite == self.max_iter:
-        q = batcher.apply(assign, state.params, x)
+        q = batcher.apply(assign, _public_params(state.params), x)
         p = np.asarray(dec_steps.target_distribution(jnp.asarray(q)))
         labels = q.argmax(1).astype(np.int32)
         delta = float(np.mean(labels != labels_last))
         labels_last = labels
         entry = {"iteration": ite, "delta_label": delta}
-        entry.update({k: (float(v) / steps_since if steps_since else float("nan"))
-                      for k, v in sums.items()})
+        count = float(sums["count"]) if sums else 0.0
+        entry.update({k: (float(sums[k]) / count if count else float("nan"))
+                      for k in metric_names})
         history.append(entry)
-        sums = {k: 0.0 for k in sums}
-        steps_since = 0
+        sums = {}
         bar.set_postfix(delta=f"{delta:.4f}", loss=f"{entry['loss']:.4f}")
         if (ite > 0 and delta < self.tol) or ite >= self.max_iter:
           break
       idx = order[index * bs:(index + 1) * bs]
       xb, pb, w = batcher.put(x[idx], p[idx])
-      state, metrics = step(state, xb, pb, w, gamma)
-      for k in sums:  # device scalars: summed lazily, fetched once per update
-        sums[k] = sums[k] + metrics[k]
-      steps_since += 1
+      state, step_sums = step(state, {"image": xb, "target": pb, "mask": w})
+      # device scalars: summed lazily, fetched once per target update
+      sums = step_sums if not sums else jax.tree.map(jnp.add, sums, step_sums)
       index += 1
       if index * bs >= n:
         order, index = rng.permutation(n), 0
@@ -317,7 +325,7 @@ class DEC:
       bar.update(1)
     bar.close()
 
-    self.params_ = jax.device_get(state.params)
+    self.params_ = jax.device_get(_public_params(state.params))
     self.cluster_centers_ = np.asarray(self.params_["centers"])
     self.labels_ = labels_last
     self.history_ = history

@@ -1,35 +1,26 @@
 """Pure functions of Deep Embedded Clustering: losses, target distribution and train steps.
 
-Everything here is a pure function of (state, batch) so that the DEC fit loop and, later,
-the shared trainer can jit it over the mesh: the batch arrives sharded along ``data``,
-parameters and optimiser state are replicated, and XLA inserts the gradient all-reduce.
-Learning rates live in the optimiser state (``optax.inject_hyperparams``) and the IDEC
-weight ``gamma`` is an argument, so both stay traced values, not compiled-in constants.
+The train steps are the shared trainer's (``ycng_jax.train.steps.make_train_step``) with
+DEC's model and losses, jitted over the mesh by ``jit_train_step``: the batch arrives sharded
+along ``data``, parameters and optimiser state are replicated, and XLA inserts the gradient
+all-reduce. Learning rates live in the optimiser state (``optax.inject_hyperparams``), so
+they stay traced values, not compiled-in constants.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from ycng_jax.models.autoencoder import reconstruction_loss
+from ycng_jax.models.autoencoder import Autoencoder, reconstruction_loss
+from ycng_jax.train.state import TrainState, create_train_state
+from ycng_jax.train.steps import make_train_step
 
 PyTree = Any
-
-
-class StepState(NamedTuple):
-  """What one train step reads and returns: parameters, optimiser state, step count."""
-  params: PyTree
-  opt_state: PyTree
-  step: jax.Array
-
-
-def init_step_state(params: PyTree, optimizer: optax.GradientTransformation) -> StepState:
-  return StepState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9):
@@ -71,66 +62,81 @@ def kl_divergence(p: jax.Array, q: jax.Array) -> jax.Array:
                            0.0), axis=-1)
 
 
-def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
-  """Mean over the real rows of a padded batch (weights are 1 for real rows, 0 for padding)."""
-  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
 # ----------------------------------------------------------------------------- train steps
+# DEC trains with the shared trainer's pure step (ycng_jax.train.steps.make_train_step): a
+# model whose outputs feed a per-example loss over a batch dict {"image", "target", "mask"}.
+
+
+class ClusteringNet(nn.Module):
+  """The autoencoder and the cluster centres as one model, for the shared train step.
+
+  Params: ``{"autoencoder": <Autoencoder params>, "centers": (k, e)}``. Returns
+  ``{"q": soft assignments}``, plus ``"reconstruction"`` with ``keep_reconstruction`` (IDEC);
+  without it the decoder is not run, gets zero gradients and stays as pretrained.
+  """
+  input_dim: int
+  hidden_dims: tuple[int, ...]
+  n_clusters: int
+  alpha: float = 1.0
+  keep_reconstruction: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    autoencoder = Autoencoder(input_dim=self.input_dim, hidden_dims=tuple(self.hidden_dims),
+                              name="autoencoder")
+    centers = self.param("centers", nn.initializers.zeros,
+                         (self.n_clusters, self.hidden_dims[-1]))
+    if self.keep_reconstruction:
+      z, reconstruction = autoencoder(x, train=train)
+      return {"q": soft_assignment(z, centers, self.alpha), "reconstruction": reconstruction}
+    return {"q": soft_assignment(autoencoder.encode(x), centers, self.alpha)}
+
+
+def reconstruction_objective(outputs: tuple[jax.Array, jax.Array], batch) -> dict[str, jax.Array]:
+  """Per-example MSE of an ``(embedding, reconstruction)`` model: the pretraining loss."""
+  _, reconstruction = outputs
+  return {"loss": reconstruction_loss(batch["image"], reconstruction)}
+
+
+def clustering_objective(gamma: float = 0.1, keep_reconstruction: bool = False) -> Callable:
+  """Per-example KL(P || Q) against ``batch["target"]``; IDEC's ``MSE + gamma * KL``."""
+
+  def loss_fn(outputs, batch):
+    kl = kl_divergence(batch["target"], outputs["q"])
+    if not keep_reconstruction:
+      return {"loss": kl, "kl": kl, "reconstruction": jnp.zeros_like(kl)}
+    reconstruction = reconstruction_loss(batch["image"], outputs["reconstruction"])
+    return {"loss": reconstruction + gamma * kl, "kl": kl, "reconstruction": reconstruction}
+
+  return loss_fn
 
 
 def make_pretrain_step(model: nn.Module, optimizer: optax.GradientTransformation) -> Callable:
-  """Reconstruction (MSE) step for any module returning ``(code, reconstruction)``.
+  """The shared train step on reconstruction, for an ``Autoencoder`` or a ``DenoisingPair``.
 
-  ``step(state, x, weights, dropout_key) -> (state, loss)``; ``x`` is (B, d), ``weights``
-  (B,) marks the real rows of a padded last batch.
+  ``step(state, {"image", "mask"}) -> (state, {"loss", "count"} sums)``.
   """
-
-  def step(state: StepState, x: jax.Array, weights: jax.Array, dropout_key: jax.Array):
-    key = jax.random.fold_in(dropout_key, state.step)
-
-    def loss_fn(params):
-      _, recon = model.apply(params, x, deterministic=False, rngs={"dropout": key})
-      return _weighted_mean(reconstruction_loss(x, recon), weights)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return StepState(params, opt_state, state.step + 1), loss
-
-  return step
+  return make_train_step(model, reconstruction_objective, optimizer)
 
 
-def make_cluster_step(model: nn.Module, optimizer: optax.GradientTransformation, *,
-                      alpha: float = 1.0, keep_reconstruction: bool = False) -> Callable:
-  """KL(P || Q) step on ``params = {"autoencoder": ..., "centers": (k, e)}``.
-
-  ``step(state, x, p, weights, gamma) -> (state, metrics)``.  DEC minimises KL alone; with
-  ``keep_reconstruction`` (IDEC, Guo et al. 2017) the loss is ``MSE + gamma * KL``, which
-  keeps the decoder training so the embedding does not drift from the data.
+def make_cluster_step(model: ClusteringNet, optimizer: optax.GradientTransformation,
+                      gamma: float = 0.1) -> Callable:
+  """The shared train step on KL(P || Q) (DEC) or ``MSE + gamma * KL`` (IDEC, when
+  ``model.keep_reconstruction``). ``step(state, {"image", "target", "mask"}) ->
+  (state, {"loss", "kl", "reconstruction", "count"} sums)``.
   """
+  return make_train_step(model, clustering_objective(gamma, model.keep_reconstruction),
+                         optimizer)
 
-  def step(state: StepState, x: jax.Array, p: jax.Array, weights: jax.Array, gamma: jax.Array):
 
-    def loss_fn(params):
-      ae_params = params["autoencoder"]
-      if keep_reconstruction:
-        z, recon = model.apply(ae_params, x)
-        rec = _weighted_mean(reconstruction_loss(x, recon), weights)
-      else:
-        z = model.apply(ae_params, x, method=model.encode)
-        rec = jnp.zeros((), x.dtype)
-      q = soft_assignment(z, params["centers"], alpha)
-      kl = _weighted_mean(kl_divergence(p, q), weights)
-      loss = rec + gamma * kl if keep_reconstruction else kl
-      return loss, {"loss": loss, "kl": kl, "reconstruction": rec}
-
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return StepState(params, opt_state, state.step + 1), metrics
-
-  return step
+def init_state(params: PyTree, optimizer: optax.GradientTransformation,
+               rng: jax.Array | None = None) -> TrainState:
+  """A shared-trainer ``TrainState`` (no mutable collections) for DEC's params; ``rng`` (a
+  typed or raw key) seeds dropout."""
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    rng = jax.random.key_data(rng)
+  return create_train_state(params, {}, optimizer, rng)
 
 
 def make_embed_fn(model: nn.Module) -> Callable:

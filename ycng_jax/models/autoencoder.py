@@ -63,7 +63,10 @@ class Autoencoder(nn.Module):
   def decode(self, z: jax.Array, deterministic: bool = True) -> jax.Array:
     return self._stack(self.decoder_layers, z, deterministic)
 
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array, deterministic: bool = True, *,
+               train: bool | None = None) -> tuple[jax.Array, jax.Array]:
+    """``train`` (the shared train step's flag) overrides ``deterministic`` when given."""
+    deterministic = deterministic if train is None else not train
     if x.shape[-1] != self.input_dim:
       raise ValueError(f"Autoencoder expects {self.input_dim} input features, got shape {x.shape}.")
     z = self.encode(x, deterministic)
@@ -88,7 +91,9 @@ class DenoisingPair(nn.Module):
     self.decoder = nn.Dense(self.input_dim, kernel_init=default_kernel_init)
     self.dropout = nn.Dropout(self.dropout_rate)
 
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array, deterministic: bool = True, *,
+               train: bool | None = None) -> tuple[jax.Array, jax.Array]:
+    deterministic = deterministic if train is None else not train
     h = self.encoder(self.dropout(x, deterministic=deterministic))
     code = nn.relu(h) if self.encoder_relu else h
     h = self.decoder(self.dropout(code, deterministic=deterministic))
