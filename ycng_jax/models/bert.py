@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ycng_jax.models.layers import Dropout
+
 Array = jax.Array
 Dtype = Any
 
@@ -149,7 +151,7 @@ class BertEmbeddings(nn.Module):
          + embed("token_type_embeddings", cfg.type_vocab_size)(token_type_ids))
     x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=self.param_dtype,
                      name="LayerNorm")(x)
-    x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+    x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
     return x.astype(self.dtype)
 
 
@@ -178,7 +180,7 @@ class BertSelfAttention(nn.Module):
     else:
       logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
       logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-      probs = nn.Dropout(rate)(jax.nn.softmax(logits, axis=-1), deterministic=False)
+      probs = Dropout(rate)(jax.nn.softmax(logits, axis=-1), deterministic=False)
       context = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
     return nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), dtype=self.dtype,
                            param_dtype=self.param_dtype, kernel_init=_dense_init(cfg),
@@ -195,7 +197,7 @@ class BertLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, attention_mask: Array) -> Array:
     cfg = self.config
-    dropout = lambda y: nn.Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
+    dropout = lambda y: Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
     norm = lambda n: nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
                                   param_dtype=self.param_dtype, name=n)
     dense = lambda size, n: nn.Dense(size, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -330,7 +332,7 @@ class BertForSequenceClassification(nn.Module):
                               input_ids, attention_mask, token_type_ids, position_ids,
                               deterministic)
     rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
-    pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+    pooled = Dropout(rate)(pooled, deterministic=deterministic)
     logits = nn.Dense(cfg.num_labels, dtype=self.dtype, param_dtype=self.param_dtype,
                       kernel_init=_dense_init(cfg), name="classifier")(pooled)
     return logits.astype(jnp.float32)

@@ -1,4 +1,4 @@
-"""ycng_jax.models.layers.max_pool: the reshape fast path equals flax's max_pool."""
+"""ycng_jax.models.layers: the reshape max-pool and the 16-bit dropout against flax's own."""
 
 import flax.linen as nn
 import jax
@@ -26,3 +26,22 @@ def test_overlapping_or_padded_windows_fall_back_to_flax():
   np.testing.assert_array_equal(max_pool(x, (3, 3), (2, 2)), nn.max_pool(x, (3, 3), (2, 2)))
   np.testing.assert_array_equal(max_pool(x, (2, 2), padding="SAME"),
                                 nn.max_pool(x, (2, 2), (2, 2), padding="SAME"))
+
+
+def test_dropout_keeps_the_right_fraction_and_the_mean():
+  from ycng_jax.models.layers import Dropout, keep_mask
+  mask, keep_prob = keep_mask(jax.random.key(0), 0.1, (1001, 999))  # odd size: half a word
+  assert mask.shape == (1001, 999) and abs(keep_prob - 0.9) < 1e-5
+  assert abs(float(mask.mean()) - keep_prob) < 2e-3
+  x = jnp.ones((4096, 64))
+  layer = Dropout(0.25)
+  y = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  assert abs(float(y.mean()) - 1.0) < 0.02  # inverted dropout keeps the expectation
+  np.testing.assert_allclose(np.unique(np.asarray(y)), [0.0, 1 / 0.75], rtol=1e-6)
+  np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
+  other = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+  assert not np.array_equal(np.asarray(y), np.asarray(other))
+  # broadcast_dims: one decision per row
+  rows = Dropout(0.5, broadcast_dims=(1,)).apply({}, x, deterministic=False,
+                                                 rngs={"dropout": jax.random.key(3)})
+  assert np.all(np.ptp(np.asarray(rows), axis=1) == 0)
