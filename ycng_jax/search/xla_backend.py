@@ -74,17 +74,17 @@ class XlaBackend:
     backend = self.backend
     params = dict(params)
     params["compute_dtype"] = _dtype_name(params["compute_dtype"])
-    for name in ("block", "query_batch") + (("group",) if backend == "exact" else ()):
-      value = params[name]
+    # name -> (smallest allowed value, what to call it in the error)
+    sizes = {"block": (1, "a positive integer"), "query_batch": (1, "a positive integer")}
+    if backend == "exact":
+      sizes["group"] = (1, "a positive integer")
+      sizes["superblock"] = (0, "a non-negative integer (0 = one-pass selection)")
+    for name, (smallest, kind) in sizes.items():
+      value = params.get(name)
       if value is None:
         continue
-      if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{backend}: {name} must be a positive integer, got {value!r}.")
-    superblock = params.get("superblock")
-    if superblock is not None and (not isinstance(superblock, (int, np.integer))
-                                   or isinstance(superblock, bool) or superblock < 0):
-      raise ValueError(f"{backend}: superblock must be a non-negative integer (0 = one-pass "
-                       f"selection), got {superblock!r}.")
+      if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < smallest:
+        raise ValueError(f"{backend}: {name} must be {kind}, got {value!r}.")
     if backend == "approx" and not 0.0 < float(params["recall_target"]) <= 1.0:
       raise ValueError(f"approx: recall_target must be in (0, 1], got {params['recall_target']}.")
     return params

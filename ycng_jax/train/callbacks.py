@@ -202,10 +202,7 @@ class EarlyStopping(Callback):
         state = self.trainer.state
         self.best_weights = jax.tree.map(jnp.copy, (state.params, state.ema_params))
         if self.backup_dir is not None:
-          import orbax.checkpoint as ocp  # only needed with backup_dir
-          self._checkpointer().save(
-              self.backup_dir, args=ocp.args.StandardSave(self._weights_tree(self.best_weights)),
-              force=True)
+          self._save_backup(self.best_weights)
       if self.baseline is None or _improved(self.mode, value, self.baseline, 0.0):
         self.wait = 0
       return
@@ -214,27 +211,26 @@ class EarlyStopping(Callback):
       self.trainer.stop_training = True
 
   @staticmethod
-  def _checkpointer():
-    import orbax.checkpoint as ocp  # only needed with backup_dir
-    # synchronous: the file is complete before training goes on (and before a kill)
-    return ocp.Checkpointer(ocp.StandardCheckpointHandler())
-
-  @staticmethod
   def _weights_tree(weights) -> dict:
     params, ema = weights
     return {"params": params} if ema is None else {"params": params, "ema_params": ema}
+
+  def _save_backup(self, weights) -> None:
+    import orbax.checkpoint as ocp  # only needed with backup_dir
+    # synchronous: the file is complete before training goes on (and before a kill)
+    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(
+        self.backup_dir, args=ocp.args.StandardSave(self._weights_tree(weights)), force=True)
 
   def _load_backup(self):
     """The best weights of a run that was resumed after the improvement was saved."""
     if self.backup_dir is None or self.best_epoch < 0 or not os.path.isdir(self.backup_dir):
       return None
-    state = self.trainer.state
-    target = self._weights_tree((state.params, state.ema_params))
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
     import orbax.checkpoint as ocp
-    restored = self._checkpointer().restore(self.backup_dir,
-                                            args=ocp.args.StandardRestore(abstract))
+    from ycng_jax.train.checkpoint import abstract_like  # checkpoint imports this module
+    state = self.trainer.state
+    target = abstract_like(self._weights_tree((state.params, state.ema_params)))
+    restored = ocp.Checkpointer(ocp.StandardCheckpointHandler()).restore(
+        self.backup_dir, args=ocp.args.StandardRestore(target))
     return restored["params"], restored.get("ema_params")
 
   def on_train_end(self, logs=None):
