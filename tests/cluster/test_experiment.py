@@ -19,3 +19,28 @@ def test_dec_experiment_writes_table_and_figures(tmp_path):
   assert {l["phase"] for l in lines} == {"pretrain", "dec", "idec", "result"}
   assert (tmp_path / "embedding.png").stat().st_size > 1000
   assert (tmp_path / "clusters.png").stat().st_size > 1000
+
+
+def test_rerun_reads_finished_seeds_and_redoes_changed_settings(tmp_path, monkeypatch):
+  from ycng_jax.cluster import experiment
+  overrides = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
+               "pretrain_epochs": "1", "pretrain_batch_size": "64", "batch_size": "64",
+               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "1", "idec": "False",
+               "verbose": "False"}
+  first = experiments.run("clustering/dec_mnist", tmp_path, overrides)
+  ran = []
+  real_run_seed = experiment._run_seed
+  monkeypatch.setattr(experiment, "_run_seed",
+                      lambda config, x, y, seed, record: ran.append(seed) or
+                      real_run_seed(config, x, y, seed, record))
+  # A killed run rerun with one more seed: seed 0 is read back, only seed 1 runs.
+  second = experiments.run("clustering/dec_mnist", tmp_path, {**overrides, "seeds": "(0, 1)"})
+  assert ran == [1]
+  runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+  seed0 = {r["method"]: r["acc"] for r in runs if r["seed"] == 0}
+  assert seed0["dec"] == first["dec_acc_mean"]
+  assert json.loads((tmp_path / "results.json").read_text())["table"]["dec"]["seeds"] == 2
+  assert second["dec_acc_mean"] > 0
+  # Other settings: the saved seed no longer counts.
+  experiments.run("clustering/dec_mnist", tmp_path, {**overrides, "pretrain_epochs": "2"})
+  assert ran == [1, 0]

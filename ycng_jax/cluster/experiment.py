@@ -5,7 +5,8 @@ For every seed: k-means on the pixels, the autoencoder + k-means baseline, DEC a
 ``metrics.jsonl`` (pretraining losses, DEC history, one row per method and seed),
 ``results.json`` (the table: mean and standard deviation over seeds of acc / NMI / ARI),
 ``embedding.png`` (a 2-D PCA projection of the DEC embedding coloured by cluster) and
-``clusters.png`` (a grid of samples per DEC cluster).
+``clusters.png`` (a grid of samples per DEC cluster), and ``seed_<s>.json`` per finished
+seed, so that a killed run, started again with the same workdir, resumes at its last seed.
 """
 
 from __future__ import annotations
@@ -110,40 +111,73 @@ def _figures(workdir: pathlib.Path, dec: DEC, x: np.ndarray, image_shape, seed: 
   plt.close(fig)
 
 
+def _settings(config: ml_collections.ConfigDict) -> dict:
+  """The settings a seed's results depend on (all but the seed list and verbosity)."""
+  settings = json.loads(config.to_json())
+  for key in ("seeds", "verbose"):
+    settings.pop(key, None)
+  return settings
+
+
+def _run_seed(config: ml_collections.ConfigDict, x: np.ndarray, y: np.ndarray,
+              seed: int, record) -> tuple[list[dict], DEC]:
+  """The four methods for one seed; returns their result rows and the fitted DEC."""
+  rows = []
+  start = time.perf_counter()
+  km = KMeans(config.n_clusters, n_init=config.kmeans_n_init, seed=seed).fit(x)
+  rows.append({"method": "kmeans_pixels", "seed": seed, **metrics.all_metrics(y, km.labels_),
+               "seconds": time.perf_counter() - start})
+  dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config)).fit(x)
+  for epoch, loss in enumerate(dec.pretrain_history_):
+    record({"seed": seed, "phase": "pretrain", "epoch": epoch + 1, "loss": loss})
+  for entry in dec.history_:
+    record({"seed": seed, "phase": "dec", **entry})
+  rows.append({"method": "autoencoder_kmeans", "seed": seed,
+               **metrics.all_metrics(y, dec.kmeans_labels_),
+               "seconds": dec.timings_["pretrain_s"] + dec.timings_["kmeans_s"]})
+  rows.append({"method": "dec", "seed": seed, **metrics.all_metrics(y, dec.labels_),
+               "seconds": dec.timings_["cluster_s"], "iterations": dec.n_iter_})
+  if config.idec:
+    idec = DEC(config.n_clusters, seed=seed, idec=True, gamma=config.gamma,
+               **dec_kwargs(config)).fit(x, autoencoder_params=dec.autoencoder_params_)
+    for entry in idec.history_:
+      record({"seed": seed, "phase": "idec", **entry})
+    rows.append({"method": "idec", "seed": seed, **metrics.all_metrics(y, idec.labels_),
+                 "seconds": idec.timings_["cluster_s"], "iterations": idec.n_iter_})
+  for row in rows:
+    record({"phase": "result", **row})
+  return rows, dec
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs every seed not finished yet: a killed run resumes at the seed it was in.
+
+  Each finished seed leaves ``seed_<s>.json`` in the workdir; a rerun with the same
+  workdir and settings reads those instead of recomputing, so only the interrupted seed
+  starts over. A seed finished under other settings is run again.
+  """
+  settings = _settings(config)
   workdir = pathlib.Path(workdir)
   x, y, image_shape = load_flat(config.dataset, config.limit)
   rows: list[dict] = []
-  with (workdir / "metrics.jsonl").open("w") as log:
+  with (workdir / "metrics.jsonl").open("a") as log:
     def record(row: dict) -> None:
       log.write(json.dumps(row) + "\n")
       log.flush()
 
     for seed in config.seeds:
-      start = time.perf_counter()
-      km = KMeans(config.n_clusters, n_init=config.kmeans_n_init, seed=seed).fit(x)
-      rows.append({"method": "kmeans_pixels", "seed": seed, **metrics.all_metrics(y, km.labels_),
-                   "seconds": time.perf_counter() - start})
-      dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config)).fit(x)
-      for epoch, loss in enumerate(dec.pretrain_history_):
-        record({"seed": seed, "phase": "pretrain", "epoch": epoch + 1, "loss": loss})
-      for entry in dec.history_:
-        record({"seed": seed, "phase": "dec", **entry})
-      rows.append({"method": "autoencoder_kmeans", "seed": seed,
-                   **metrics.all_metrics(y, dec.kmeans_labels_),
-                   "seconds": dec.timings_["pretrain_s"] + dec.timings_["kmeans_s"]})
-      rows.append({"method": "dec", "seed": seed, **metrics.all_metrics(y, dec.labels_),
-                   "seconds": dec.timings_["cluster_s"], "iterations": dec.n_iter_})
-      if config.idec:
-        idec = DEC(config.n_clusters, seed=seed, idec=True, gamma=config.gamma,
-                   **dec_kwargs(config)).fit(x, autoencoder_params=dec.autoencoder_params_)
-        for entry in idec.history_:
-          record({"seed": seed, "phase": "idec", **entry})
-        rows.append({"method": "idec", "seed": seed, **metrics.all_metrics(y, idec.labels_),
-                     "seconds": idec.timings_["cluster_s"], "iterations": idec.n_iter_})
-      for row in rows[-(4 if config.idec else 3):]:
-        record({"phase": "result", **row})
-      if seed == config.seeds[0]:
+      done = workdir / f"seed_{seed}.json"
+      if done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("settings") == settings:
+          rows += saved["rows"]
+          print(f"seed {seed}: finished earlier, results read from {done}")
+          continue
+        print(f"seed {seed}: {done} was made with other settings; running it again")
+      seed_rows, dec = _run_seed(config, x, y, seed, record)
+      rows += seed_rows
+      done.write_text(json.dumps({"settings": settings, "rows": seed_rows}, indent=1))
+      if not (workdir / "embedding.png").exists():
         _figures(workdir, dec, x, image_shape, seed)
 
   table = {}
