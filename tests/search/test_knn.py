@@ -93,6 +93,14 @@ def test_group_selection_equals_plain_top_k(metric, superblock):
   np.testing.assert_allclose(plain_scores, scores, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("num_groups", [10, 24, 64, 784])  # fanout 1, 2, 4 and 8
+def test_top_groups_two_levels_equal_one_top_k(num_groups):
+  maxima = jnp.asarray(np.random.default_rng(num_groups).permutation(num_groups * 5)
+                       .reshape(num_groups, 5).astype(np.float32))
+  expected = jax.lax.top_k(maxima.T, 10)[1]
+  np.testing.assert_array_equal(knn._top_groups(maxima, 10), expected)
+
+
 def test_bfloat16_compute_keeps_neighbours():
   database, queries = _data(1000, 32, 20, seed=4)
   scores, ids = Index(32, backend="exact", compute_dtype=jnp.bfloat16).add(database).search(

@@ -193,6 +193,31 @@ def _initial_best(num_queries: int, k: int, offset: jax.Array) -> tuple[jax.Arra
   return values, jnp.zeros((num_queries, k), jnp.int32) + offset
 
 
+def _top_groups(maxima: jax.Array, k: int, fanout: int = 8) -> jax.Array:
+  """The ``k`` groups with the largest maxima for each query: ``(G, Q)`` -> ``(Q, k)`` ids.
+
+  ``top_k`` on a CPU costs about as much per row as transposing it, so the
+  ``(G, Q)`` maxima are first reduced to the max of every ``fanout``
+  consecutive groups; ``top_k`` over those ``G / fanout`` picks ``k``
+  supergroups (a top-k group lies in one of them, by the same argument as
+  for rows), and a second ``top_k`` over their ``k * fanout`` groups picks
+  the ``k`` groups. Both calls see ``fanout`` times fewer values than one
+  ``top_k`` over all ``G`` groups would.
+  """
+  num_groups, num_queries = maxima.shape
+  while fanout > 1 and (num_groups % fanout or num_groups // fanout < k):
+    fanout //= 2
+  if fanout == 1:
+    return lax.top_k(maxima.T, k)[1]
+  super_maxima = maxima.reshape(num_groups // fanout, fanout, num_queries).max(axis=1)
+  _, top_super = lax.top_k(super_maxima.T, k)  # (Q, k)
+  candidates = (top_super[:, :, None] * fanout
+                + jnp.arange(fanout, dtype=top_super.dtype)).reshape(num_queries, k * fanout)
+  candidate_maxima = maxima[candidates, jnp.arange(num_queries)[:, None]]  # (Q, k * fanout)
+  _, position = lax.top_k(candidate_maxima, k)
+  return jnp.take_along_axis(candidates, position, axis=1)
+
+
 def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Array, *, k: int,
                            block: int, group: int, superblock: int):
   """Runs on one device: exact top-k with one ``top_k`` call per query per superblock.
@@ -232,8 +257,7 @@ def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Ar
 
   def merge_superblock(s, best):
     superblock_start = s * superblock
-    _, top_groups = lax.top_k(group_maxima(superblock_start).T, k)  # (Q, k)
-    top_groups = top_groups + superblock_start // group
+    top_groups = _top_groups(group_maxima(superblock_start), k) + superblock_start // group
     candidates = grouped_rows[top_groups].astype(jnp.float32)  # (Q, k, group, d)
     scores = jnp.einsum("qkgd,qd->qkg", candidates, queries.astype(jnp.float32),
                         preferred_element_type=jnp.float32) + grouped_bias[top_groups]

@@ -27,7 +27,7 @@ XLA_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Tuned on a 2-core CPU (scripts/bench/knn_vs_faiss.py): a (block x
 # query_batch) score tile of ~2 MB stays in cache for the group max, and the
-# two-pass selection (superblock > 0) pays one top_k per query per superblock.
+# two-pass selection (superblock > 0) pays two small top_k per query per superblock.
 # Accelerators want large tiles to fill the matmul units and the one-pass
 # selection (superblock 0), whose memory does not grow with the query batch
 # times the group size; approx_max_k wants whole blocks.
