@@ -29,15 +29,16 @@ true top-k lies in one of the ``k`` groups with the largest maxima, otherwise
   column groups, a ``top_k`` over the maxima, and a ``top_k`` over those
   groups' scores plus the running winners;
 * two-pass (``_shard_search_two_pass``, CPU): the maxima of groups of
-  consecutive database rows for a whole superblock of blocks, one ``top_k``
-  over them, then the chosen groups' rows gathered and rescored exactly.
-  Two ``top_k`` calls per query per superblock instead of per block.
+  consecutive database rows for a whole superblock of blocks, the ``k`` best
+  groups picked from them (``_top_groups``: two small ``top_k``), then the
+  chosen groups' rows gathered and rescored exactly.
 
 On a 2-core CPU (scripts/bench/knn_vs_faiss.py, 1000 queries, k=10) the
-two-pass kernel runs at 0.85x faiss ``IndexFlatIP`` on 100k x 128 and 1.13x on
-200k x 384 (run-to-run noise on a shared VM is +-15%); the matmul alone is
-~80% of its time and runs near the FMA peak, so small dimensions, where the
-selection weighs more per FLOP, are where faiss still leads.
+two-pass kernel runs at 0.88-1.05x faiss ``IndexFlatIP`` on 100k x 128 and
+0.88-1.13x on 200k x 384, depending on the run (a shared VM's noise is
++-15%). Both sides spend ~80% of their time in the same matmul, and both run
+it at about the cores' FMA peak (~190 GFLOP/s on 2 AVX-512 cores), so the
+ratio is decided by the ~20% left: the group maxima and the selection.
 """
 
 from __future__ import annotations
