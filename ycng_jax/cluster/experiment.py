@@ -160,6 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = pathlib.Path(workdir)
   x, y, image_shape = load_flat(config.dataset, config.limit)
   rows: list[dict] = []
+  figures_made = False  # by the first seed this call runs, so they match its settings
   with (workdir / "metrics.jsonl").open("a") as log:
     def record(row: dict) -> None:
       log.write(json.dumps(row) + "\n")
@@ -177,8 +178,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       seed_rows, dec = _run_seed(config, x, y, seed, record)
       rows += seed_rows
       done.write_text(json.dumps({"settings": settings, "rows": seed_rows}, indent=1))
-      if not (workdir / "embedding.png").exists():
+      if not figures_made:
         _figures(workdir, dec, x, image_shape, seed)
+        figures_made = True
 
   table = {}
   for method in METHODS:
