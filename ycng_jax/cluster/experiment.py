@@ -22,6 +22,7 @@ from ycng_jax import data
 from ycng_jax.cluster import metrics
 from ycng_jax.cluster.dec import DEC
 from ycng_jax.cluster.kmeans import KMeans
+from ycng_jax.data.chunk_store import atomic_write
 
 METHODS = ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec")
 
@@ -177,7 +178,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"seed {seed}: {done} was made with other settings; running it again")
       seed_rows, dec = _run_seed(config, x, y, seed, record)
       rows += seed_rows
-      done.write_text(json.dumps({"settings": settings, "rows": seed_rows}, indent=1))
+      text = json.dumps({"settings": settings, "rows": seed_rows}, indent=1).encode()
+      atomic_write(done, lambda f: f.write(text), ".json")  # a kill leaves no half file
       if not figures_made:
         _figures(workdir, dec, x, image_shape, seed)
         figures_made = True
