@@ -43,7 +43,10 @@ def run_ours(args, config, folder, ids, mask, labels):
   mesh = make_mesh()
   module, params, _ = load_pretrained(folder, head="classification", config=config,
                                       allow_missing=("classifier.*",),
-                                      dtype=getattr(jnp, args.dtype), remat=args.remat)
+                                      dtype=getattr(jnp, args.dtype), remat=args.remat,
+                                      matmul_dtype=(getattr(jnp, args.matmul_dtype)
+                                                    if args.matmul_dtype else None),
+                                      attention_chunk=args.attention_chunk)
   tx = optax.inject_hyperparams(optax.adamw)(learning_rate=args.lr, weight_decay=args.wd)
   params = jax.device_put(params, replicated(mesh))
   opt_state = jax.jit(tx.init, out_shardings=replicated(mesh))(params)  # On the mesh: no retrace.
@@ -79,7 +82,7 @@ def run_theirs(args, folder, ids, mask, labels):
       folder, num_labels=args.num_labels).to(device).train()
   opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
   ids, mask, labels = (torch.from_numpy(np.asarray(x)).long().to(device) for x in (ids, mask, labels))
-  use_bf16 = args.dtype == "bfloat16"
+  use_bf16 = args.dtype == "bfloat16" or args.torch_bf16
 
   def step():
     opt.zero_grad(set_to_none=True)
@@ -113,6 +116,12 @@ def main() -> None:
   parser.add_argument("--wd", type=float, default=0.01)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--remat", action="store_true")
+  parser.add_argument("--matmul-dtype", default=None, choices=["bfloat16"],
+                      help="ours: float32 activations, bf16 matmul operands (the CPU recipe)")
+  parser.add_argument("--attention-chunk", type=int, default=None,
+                      help="ours: rows per attention chunk (default: 4 on the CPU; 0: off)")
+  parser.add_argument("--torch-bf16", action="store_true",
+                      help="run transformers under torch.autocast(bfloat16) (with float32 --dtype)")
   parser.add_argument("--gpu", action="store_true", help="run both on the GPU (jax's default "
                       "backend must be the GPU) and report model FLOP utilisation")
   parser.add_argument("--only", choices=["ours", "theirs"], help="run one side")
@@ -134,8 +143,11 @@ def main() -> None:
   mask = (np.arange(args.seq)[None] < lengths[:, None]).astype(np.int32)
   labels = rng.integers(0, args.num_labels, args.batch).astype(np.int32)
   tokens = args.batch * args.seq * args.steps
+  ours_precision = args.dtype + (f", {args.matmul_dtype} matmuls" if args.matmul_dtype else "")
+  theirs_precision = "autocast bfloat16" if args.dtype == "bfloat16" or args.torch_bf16 else "float32"
   print(f"{args.model}: batch {args.batch} x seq {args.seq}, {args.steps} timed steps after "
-        f"{args.warmup} warm-up, {args.dtype}, AdamW lr {args.lr} wd {args.wd}, dropout on")
+        f"{args.warmup} warm-up, ours {ours_precision}, theirs {theirs_precision}, AdamW lr "
+        f"{args.lr} wd {args.wd}, dropout on")
 
   results, cpu_time = {}, {}
   if args.only != "theirs":

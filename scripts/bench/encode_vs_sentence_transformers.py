@@ -31,6 +31,10 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=512, help="texts embedded once before timing")
   parser.add_argument("--texts", help="a file with one text per line (instead of apt lists)")
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--matmul-dtype", default=None, choices=["bfloat16"],
+                      help="ours: float32 activations, bf16 matmul operands (the CPU recipe)")
+  parser.add_argument("--torch-bf16", action="store_true",
+                      help="also time sentence-transformers under torch.autocast(bfloat16)")
   parser.add_argument("--threads", type=int, default=0,
                       help="CPU threads for each framework (0: their defaults); 1 gives "
                       "contention-proof CPU-time figures on a shared machine")
@@ -54,7 +58,8 @@ def main() -> None:
   from ycng_jax.text import Encoder
 
   folder = resolve_model_folder(args.model)
-  ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype))
+  matmul_dtype = getattr(jnp, args.matmul_dtype) if args.matmul_dtype else None
+  ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype), matmul_dtype=matmul_dtype)
   theirs = SentenceTransformer(folder, device="cpu")
   theirs.max_seq_length = ours.max_seq_length
   warm = texts[:args.warmup]
@@ -79,12 +84,26 @@ def main() -> None:
 
   n = len(texts)
   cos = np.sum(ours_vecs * theirs_vecs, axis=1)
-  print(f"ycng_jax Encoder ({args.dtype}): {n / ours_s:8.1f} sentences/s ({ours_s:.2f} s wall, "
+  precision = args.dtype + (f", {args.matmul_dtype} matmuls" if args.matmul_dtype else "")
+  print(f"ycng_jax Encoder ({precision}): {n / ours_s:8.1f} sentences/s ({ours_s:.2f} s wall, "
         f"{ours_cpu:.2f} CPU-s; first call on {len(warm)} texts {first_call:.2f} s incl. compiles)")
   print(f"sentence-transformers:      {n / theirs_s:8.1f} sentences/s ({theirs_s:.2f} s wall, "
         f"{theirs_cpu:.2f} CPU-s)")
   print(f"ratio ours/theirs: {theirs_s / ours_s:.2f}x by wall time, {theirs_cpu / ours_cpu:.2f}x "
         f"by CPU time   cosine mean {cos.mean():.6f} min {cos.min():.6f}")
+  if args.torch_bf16:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+      theirs.encode(warm, batch_size=args.batch_size)
+      t0, c0 = time.perf_counter(), time.process_time()
+      bf16_vecs = theirs.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True)
+      bf16_s, bf16_cpu = time.perf_counter() - t0, time.process_time() - c0
+    cos16 = np.sum(bf16_vecs.astype(np.float32) * theirs_vecs, axis=1)
+    print(f"sentence-transformers, torch.autocast bf16: {n / bf16_s:8.1f} sentences/s "
+          f"({bf16_s:.2f} s wall, {bf16_cpu:.2f} CPU-s; cosine to its float32 mean "
+          f"{cos16.mean():.6f} min {cos16.min():.6f})")
+    print(f"ratio ours/theirs-bf16: {bf16_s / ours_s:.2f}x by wall time, "
+          f"{bf16_cpu / ours_cpu:.2f}x by CPU time")
 
 if __name__ == "__main__":
   main()

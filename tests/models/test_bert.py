@@ -176,3 +176,39 @@ def test_save_pretrained_loads_in_transformers(tmp_path):
   np.testing.assert_allclose(np.asarray(ours_hidden)[real], hidden[real], atol=1e-5)
   with pytest.raises(WeightLoadError, match="classifier"):
     load_pretrained(tmp_path / "base", head="classification")
+
+
+def test_bf16_matmul_products_and_gradients_stay_close_to_float32():
+  from ycng_jax.models.bert import bf16_matmul
+  assert bf16_matmul(jnp.bfloat16) is bf16_matmul(jnp.bfloat16)  # modules stay equal: no retrace
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(4, 5, 6)), jnp.float32)
+  for w, dims in ((rng.normal(size=(6, 3, 2)), (((2,), (0,)), ((), ()))),  # DenseGeneral out
+                  (rng.normal(size=(5, 6, 7)), (((1, 2), (0, 1)), ((), ())))):  # axis=(-2, -1)
+    w = jnp.asarray(w, jnp.float32)
+    exact = lambda a, b: jax.lax.dot_general(a, b, dims)
+    fast = lambda a, b: bf16_matmul(jnp.bfloat16)(a, b, dims)
+    out = fast(x, w)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, exact(x, w), atol=0.05 * float(jnp.abs(exact(x, w)).max()))
+    loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
+    for g, e in zip(jax.grad(loss(fast), (0, 1))(x, w), jax.grad(loss(exact), (0, 1))(x, w)):
+      assert g.dtype == jnp.float32
+      assert float(jnp.abs(g - e).max()) < 0.05 * float(jnp.abs(e).max())
+  with pytest.raises(NotImplementedError, match="batch"):
+    bf16_matmul()(x, x, (((2,), (2,)), ((0,), (0,))))
+
+
+def test_matmul_dtype_model_trains_close_to_float32():
+  cfg = BertConfig(**TINY, num_labels=2)
+  ids, mask = _batch(np.random.default_rng(4))
+  exact = BertForSequenceClassification(cfg)
+  fast = BertForSequenceClassification(cfg, matmul_dtype=jnp.bfloat16)
+  params = _init(exact, ids)
+  np.testing.assert_allclose(_apply(fast, params, ids, mask), _apply(exact, params, ids, mask),
+                             atol=0.02)
+  grad = lambda m: jax.grad(lambda p: sequence_classification_loss(
+      m.apply({"params": p}, ids, mask), np.array([0, 1, 1]), cfg))(params)
+  for g, e in zip(jax.tree.leaves(grad(fast)), jax.tree.leaves(grad(exact))):
+    assert g.dtype == jnp.float32
+    assert float(jnp.abs(g - e).max()) <= 0.05 * float(jnp.abs(e).max()) + 1e-6

@@ -77,6 +77,18 @@ def test_bf16_compute_stays_close(folder, batch, reference):
   assert np.sum(ours * theirs, axis=1).min() >= 0.99
 
 
+def test_bf16_matmuls_keep_sentence_embeddings(folder, batch, reference):
+  module, params, _ = load_pretrained(folder, head="none", allow_unexpected=("pooler.*",),
+                                      matmul_dtype=jnp.bfloat16)
+  ids, mask = batch
+  hidden, _ = module.apply({"params": params}, ids, mask)
+  assert hidden.dtype == jnp.float32
+  ours = _unit(np.asarray(pool_tokens(hidden, mask, "mean")))
+  m = mask[..., None].astype(np.float32)
+  theirs = _unit((reference[0] * m).sum(1) / m.sum(1))
+  assert np.sum(ours * theirs, axis=1).min() >= 0.9995
+
+
 def test_pytorch_bin_checkpoint_loads_like_safetensors(folder, tmp_path):
   state = read_state_dict(folder)
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / "pytorch_model.bin")

@@ -9,18 +9,22 @@ Design choices, and why:
 - Attention projections are ``DenseGeneral`` kernels of shape (hidden, heads, head_dim) and the
   output projection (heads, head_dim, hidden): the heads axis is explicit, so tensor parallelism
   over heads is a ``PartitionSpec`` away, with no reshapes of parameters.
-- Attention runs through ``jax.nn.dot_product_attention`` (fused / cuDNN flash attention where the
-  backend has it). That function has no dropout on attention probabilities; when training with
-  ``attention_probs_dropout_prob > 0`` an explicit softmax path with dropout is used instead, so the
-  model trains as the checkpoint was trained.
+- Attention runs through ``ycng_jax.models.attention.attention``: ``jax.nn.dot_product_attention``
+  (fused / cuDNN flash attention where the backend has it), or an explicit softmax with dropout
+  on the probabilities when training with ``attention_probs_dropout_prob > 0``, so the model
+  trains as the checkpoint was trained. On the CPU it runs over chunks of ``attention_chunk``
+  rows (default: 4 on the CPU backend, off elsewhere), which keeps the scores in the cache.
 - ``dtype`` is the compute dtype (bf16 on accelerators), ``param_dtype`` stays float32; LayerNorm
   statistics and softmax are computed in float32 whatever ``dtype`` is.
+- ``matmul_dtype=jnp.bfloat16`` (with ``dtype`` float32) is the CPU recipe: only the operands of
+  the encoder's matmuls are bf16, products and everything else float32 (``bf16_matmul``).
 - ``remat=True`` rematerialises each layer in the backward pass (memory for long sequences).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any, Mapping
@@ -29,6 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ycng_jax.models.attention import attention, default_chunk
 from ycng_jax.models.layers import Dropout
 
 Array = jax.Array
@@ -130,6 +135,65 @@ class BertConfig:
     return out
 
 
+def _einsum_specs(lhs_ndim: int, rhs_ndim: int, dimension_numbers) -> tuple[str, str, str]:
+  """Einsum subscripts (lhs, rhs, out) of a batch-free ``dot_general`` (what Dense uses)."""
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+  if lhs_batch or rhs_batch:
+    raise NotImplementedError("bf16_matmul supports dot_generals without batch dimensions.")
+  letters = iter("abcdefghijklmnopqrstuvwxyz")
+  lhs = [next(letters) for _ in range(lhs_ndim)]
+  rhs = [None] * rhs_ndim
+  for i, j in zip(lhs_contract, rhs_contract):
+    rhs[j] = lhs[i]
+  rhs = [r or next(letters) for r in rhs]
+  out = ([lhs[i] for i in range(lhs_ndim) if i not in lhs_contract]
+         + [rhs[j] for j in range(rhs_ndim) if j not in rhs_contract])
+  return "".join(lhs), "".join(rhs), "".join(out)
+
+
+@functools.lru_cache(maxsize=None)  # one function per dtype: modules stay equal, jit caches hit
+def bf16_matmul(matmul_dtype: Any = jnp.bfloat16):
+  """A ``dot_general`` for Flax ``Dense`` layers: operands cast to ``matmul_dtype``, products
+  accumulated and returned in float32, in the forward and the backward pass.
+
+  On CPUs with AVX512-BF16 (or AMX), XLA runs bf16 x bf16 -> f32 matmuls about twice as fast
+  as f32 ones, but not bf16 -> bf16 ones, and bf16 element-wise work gains nothing there; so
+  the fast recipe on those CPUs is float32 activations with bf16 matmul operands. JAX's own
+  transpose would multiply the float32 gradient by a bf16 operand (a slow mixed matmul): the
+  custom VJP casts the gradient to ``matmul_dtype`` first.
+  """
+  low = jnp.dtype(matmul_dtype)
+
+  def product(spec, a, b):
+    return jnp.einsum(spec, a.astype(low), b.astype(low), preferred_element_type=jnp.float32)
+
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+  def matmul(lhs, rhs, dimension_numbers):
+    l, r, o = _einsum_specs(lhs.ndim, rhs.ndim, dimension_numbers)
+    return product(f"{l},{r}->{o}", lhs, rhs)
+
+  def forward(lhs, rhs, dimension_numbers):
+    # Residuals: the bf16 operands (half the memory) and zero-size dtype carriers.
+    lhs_low, rhs_low = lhs.astype(low), rhs.astype(low)
+    return (matmul(lhs, rhs, dimension_numbers),
+            (lhs_low, rhs_low, jnp.zeros((0,), lhs.dtype), jnp.zeros((0,), rhs.dtype)))
+
+  def backward(dimension_numbers, residuals, g):
+    lhs_low, rhs_low, lhs_dtype, rhs_dtype = residuals
+    l, r, o = _einsum_specs(lhs_low.ndim, rhs_low.ndim, dimension_numbers)
+    d_lhs = product(f"{o},{r}->{l}", g, rhs_low).astype(lhs_dtype.dtype)
+    d_rhs = product(f"{l},{o}->{r}", lhs_low, g).astype(rhs_dtype.dtype)
+    return d_lhs, d_rhs
+
+  matmul.defvjp(forward, backward)
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type  # fixed: matmul_dtype operands, float32 products
+    return matmul(lhs, rhs, tuple(tuple(tuple(d) for d in p) for p in dimension_numbers))
+
+  return dot_general
+
+
 def _dense_init(config: BertConfig):
   return nn.initializers.normal(stddev=config.initializer_range)
 
@@ -161,30 +225,29 @@ class BertSelfAttention(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   deterministic: bool = True
+  matmul_dtype: Dtype | None = None
+  attention_chunk: int | None = None
 
   @nn.compact
   def __call__(self, x: Array, attention_mask: Array) -> Array:
     cfg = self.config
     heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+    dot_general = bf16_matmul(self.matmul_dtype) if self.matmul_dtype else None
     proj = lambda n: nn.DenseGeneral((heads, head_dim), dtype=self.dtype,
-                                     param_dtype=self.param_dtype,
+                                     param_dtype=self.param_dtype, dot_general=dot_general,
                                      kernel_init=_dense_init(cfg), name=n)(x)
     q, k, v = proj("query"), proj("key"), proj("value")  # (batch, seq, heads, head_dim)
     if attention_mask.ndim == 2:  # Padding mask (batch, kv_seq).
-      mask = attention_mask[:, None, None, :].astype(bool)
+      mask = attention_mask[:, None, :].astype(bool)
     else:  # Pairwise mask (batch, q_seq, kv_seq), e.g. several texts packed in one row.
-      mask = attention_mask[:, None, :, :].astype(bool)
-    rate = cfg.attention_probs_dropout_prob
-    if self.deterministic or rate == 0.0:
-      context = jax.nn.dot_product_attention(q, k, v, mask=mask)
-    else:
-      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
-      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-      probs = Dropout(rate)(jax.nn.softmax(logits, axis=-1), deterministic=False)
-      context = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
+      mask = attention_mask.astype(bool)
+    rate = 0.0 if self.deterministic else cfg.attention_probs_dropout_prob
+    chunk = default_chunk() if self.attention_chunk is None else self.attention_chunk
+    context = attention(q, k, v, mask, chunk=chunk, dropout_rate=rate,
+                        dropout_key=self.make_rng("dropout") if rate > 0 else None)
     return nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), dtype=self.dtype,
                            param_dtype=self.param_dtype, kernel_init=_dense_init(cfg),
-                           name="output")(context)
+                           dot_general=dot_general, name="output")(context)
 
 
 class BertLayer(nn.Module):
@@ -193,6 +256,8 @@ class BertLayer(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   deterministic: bool = True
+  matmul_dtype: Dtype | None = None
+  attention_chunk: int | None = None
 
   @nn.compact
   def __call__(self, x: Array, attention_mask: Array) -> Array:
@@ -200,9 +265,12 @@ class BertLayer(nn.Module):
     dropout = lambda y: Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
     norm = lambda n: nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
                                   param_dtype=self.param_dtype, name=n)
+    dot_general = bf16_matmul(self.matmul_dtype) if self.matmul_dtype else None
     dense = lambda size, n: nn.Dense(size, dtype=self.dtype, param_dtype=self.param_dtype,
-                                     kernel_init=_dense_init(cfg), name=n)
+                                     kernel_init=_dense_init(cfg), dot_general=dot_general,
+                                     name=n)
     attn = BertSelfAttention(cfg, self.dtype, self.param_dtype, self.deterministic,
+                             self.matmul_dtype, self.attention_chunk,
                              name="attention")(x, attention_mask)
     x = norm("attention_norm")(x + dropout(attn)).astype(self.dtype)
     h = _ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, "intermediate")(x))
@@ -236,6 +304,8 @@ class BertModel(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   remat: bool = False
+  matmul_dtype: Dtype | None = None
+  attention_chunk: int | None = None
 
   @nn.compact
   def __call__(self, input_ids: Array, attention_mask: Array | None = None,
@@ -258,8 +328,8 @@ class BertModel(nn.Module):
         input_ids, token_type_ids, position_ids)
     layer_cls = nn.remat(BertLayer) if self.remat else BertLayer
     for i in range(cfg.num_hidden_layers):
-      x = layer_cls(cfg, self.dtype, self.param_dtype, deterministic,
-                    name=f"layer_{i}")(x, attention_mask)
+      x = layer_cls(cfg, self.dtype, self.param_dtype, deterministic, self.matmul_dtype,
+                    self.attention_chunk, name=f"layer_{i}")(x, attention_mask)
     pooled = (BertPooler(cfg, self.dtype, self.param_dtype, name="pooler")(x)
               if self.add_pooler else None)
     return x, pooled
@@ -321,6 +391,8 @@ class BertForSequenceClassification(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   remat: bool = False
+  matmul_dtype: Dtype | None = None
+  attention_chunk: int | None = None
 
   @nn.compact
   def __call__(self, input_ids: Array, attention_mask: Array | None = None,
@@ -328,7 +400,8 @@ class BertForSequenceClassification(nn.Module):
                deterministic: bool = True) -> Array:
     cfg = self.config
     _, pooled = BertModel(cfg, add_pooler=True, dtype=self.dtype, param_dtype=self.param_dtype,
-                          remat=self.remat, name="bert")(
+                          remat=self.remat, matmul_dtype=self.matmul_dtype,
+                          attention_chunk=self.attention_chunk, name="bert")(
                               input_ids, attention_mask, token_type_ids, position_ids,
                               deterministic)
     rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob

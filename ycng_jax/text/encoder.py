@@ -150,11 +150,13 @@ class Encoder:
   @classmethod
   def from_pretrained(cls, name_or_path: str | os.PathLike = "all-MiniLM-L6-v2", *,
                       max_seq_length: int | None = None, dtype: Any = jnp.float32,
-                      mesh: jax.sharding.Mesh | None = None,
+                      matmul_dtype: Any = None, mesh: jax.sharding.Mesh | None = None,
                       buckets: Sequence[int] | None = None) -> "Encoder":
     """A packaged model name ("all-MiniLM-L6-v2") or a local Hugging Face / sentence-transformers
     folder. ``max_seq_length`` defaults to ``sentence_bert_config.json`` (else the model's
-    position limit); ``dtype=jnp.bfloat16`` computes in bf16 (GPU/TPU), parameters stay float32.
+    position limit); ``dtype=jnp.bfloat16`` computes in bf16 (GPU/TPU), parameters stay float32;
+    ``matmul_dtype=jnp.bfloat16`` keeps float32 activations but multiplies in bf16 with float32
+    sums, the fast setting on CPUs with AVX512-BF16 or AMX (``ycng_jax.models.bert.bf16_matmul``).
     """
     folder = resolve_model_folder(name_or_path)
     config = BertConfig.from_hf(folder)
@@ -164,7 +166,7 @@ class Encoder:
     if not 2 <= max_seq_length <= config.max_position_embeddings:
       raise ValueError(f"max_seq_length={max_seq_length} must be in [2, "
                        f"{config.max_position_embeddings}] for this model.")
-    module = BertModel(config, add_pooler=False, dtype=dtype)
+    module = BertModel(config, add_pooler=False, dtype=dtype, matmul_dtype=matmul_dtype)
     shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 2), np.int32))
     params, _ = load_params(folder, config, shapes["params"], head="none",
                             allow_unexpected=("pooler.*",))
