@@ -5,6 +5,7 @@
   ycng data list                              datasets
   ycng data info NAME [--json] [--data-dir DIR]
   ycng index build CORPUS --out DIR [--backend exact] [--model all-MiniLM-L6-v2] [--limit N]
+                   [--precision float32|bf16-matmul|bfloat16]
   ycng search DIR "query" [-k 10] [--json]
 """
 
@@ -71,7 +72,8 @@ def _cmd_data(args) -> int:
 def _cmd_index(args) -> int:
   from ycng_jax.text import semantic_index  # pylint: disable=import-outside-toplevel
   info = semantic_index.build(args.corpus, args.out, model=args.model, backend=args.backend,
-                              split=args.split, limit=args.limit, batch_size=args.batch_size)
+                              split=args.split, limit=args.limit, batch_size=args.batch_size,
+                              precision=args.precision)
   print(json.dumps(info, indent=2))
   return 0
 
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
   build.add_argument("--split", default="all", help="dataset split, or all")
   build.add_argument("--limit", type=int, help="only the first N documents")
   build.add_argument("--batch-size", type=int, default=64)
+  build.add_argument("--precision", default="float32",
+                     choices=["float32", "bf16-matmul", "bfloat16"],
+                     help="encoder arithmetic: bf16-matmul is ~1.6x faster on CPUs with "
+                     "AVX512-BF16 (cosine to float32 > 0.9999); bfloat16 for GPUs and TPUs")
   build.set_defaults(fn=_cmd_index)
   search = commands.add_parser("search", help="query a folder made by `ycng index build`")
   search.add_argument("folder")

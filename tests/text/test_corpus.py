@@ -2,6 +2,7 @@
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -108,3 +109,24 @@ def test_index_build_and_search_from_the_command_line(tmp_path, capsys, monkeypa
   assert {h["id"] for h in results[0]} == {1, 4}
   with pytest.raises(FileNotFoundError, match="not an index folder"):
     semantic_index.search(tmp_path, ["x"])
+
+
+def test_index_precision_is_recorded_and_used_for_queries(tmp_path, monkeypatch, encoder):
+  docs = tmp_path / "docs.txt"
+  docs.write_text("\n".join(t for t in TEXTS[:8] if t) + "\n")
+  from ycng_jax.text import encoder as encoder_module
+  loads = []
+  monkeypatch.setattr(encoder_module.Encoder, "from_pretrained",
+                      classmethod(lambda cls, *a, **k: loads.append(k) or encoder))
+  out = tmp_path / "index"
+  assert cli.main(["index", "build", str(docs), "--out", str(out),
+                   "--precision", "bf16-matmul"]) == 0
+  assert json.loads((out / "info.json").read_text())["precision"] == "bf16-matmul"
+  semantic_index.search(out, ["xml parsing"], k=2)
+  assert [k.get("matmul_dtype") for k in loads] == [jnp.bfloat16, jnp.bfloat16]
+  # Embeddings of another precision never mix into a resumed directory.
+  same_texts = [t for t in TEXTS[:8] if t]
+  with pytest.raises(ValueError, match="output of another run"):
+    corpus.embed_corpus(same_texts, out / "embeddings", encoder=encoder, progress=False)
+  with pytest.raises(ValueError, match="unknown precision"):
+    corpus.embed_corpus(TEXTS, tmp_path / "x", encoder=encoder, precision="fp8")

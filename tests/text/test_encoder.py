@@ -111,3 +111,12 @@ def test_length_buckets():
   assert length_buckets(256) == (16, 32, 48, 64, 96, 128, 192, 256)
   assert length_buckets(100) == (16, 32, 48, 64, 96, 100)
   assert length_buckets(8) == (8,)
+
+
+def test_bf16_matmul_precision_keeps_the_embeddings(vectors):
+  from ycng_jax.text.encoder import precision_kwargs
+  fast = Encoder.from_pretrained("all-MiniLM-L6-v2", **precision_kwargs("bf16-matmul"))
+  cosine = np.sum(fast.encode(TEXTS, batch_size=4) * vectors, axis=1)
+  assert cosine.min() > 0.9995
+  with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+    precision_kwargs("fp8")

@@ -28,11 +28,14 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 
 def embed_corpus(texts: Sequence[str], directory: str | os.PathLike, *,
                  model: str = "all-MiniLM-L6-v2", encoder=None, chunk_size: int = 4096,
-                 batch_size: int = 64, progress: bool = True) -> np.ndarray:
+                 batch_size: int = 64, precision: str = "float32",
+                 progress: bool = True) -> np.ndarray:
   """Embeds ``texts`` into ``directory`` chunk by chunk; returns the (N, dim) memory map.
 
   Run it again after a kill and it resumes at the first missing chunk. ``model`` names the
-  encoder (and is part of the run's fingerprint); pass ``encoder`` to reuse a loaded one.
+  encoder (and is part of the run's fingerprint), ``precision`` its arithmetic (a name from
+  ``encoder.PRECISIONS``; also in the fingerprint unless float32); pass ``encoder`` to reuse a
+  loaded one.
   """
   texts = list(texts)
   if not texts:
@@ -40,13 +43,17 @@ def embed_corpus(texts: Sequence[str], directory: str | os.PathLike, *,
   bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
   if bad is not None:
     raise TypeError(f"texts[{bad}] is a {type(texts[bad]).__name__}, not a str.")
+  from ycng_jax.text.encoder import precision_kwargs  # pylint: disable=import-outside-toplevel
+  encoder_kwargs = precision_kwargs(precision)  # fails early on an unknown name
   fingerprint = {"model": str(model), "texts_sha256": texts_fingerprint(texts)}
+  if precision != "float32":  # float32 runs keep the fingerprint they had before precisions
+    fingerprint["precision"] = precision
   loaded = []
 
   def compute(start: int, stop: int) -> np.ndarray:
     if not loaded:  # load the model only when some chunk is missing
       from ycng_jax.text.encoder import Encoder  # pylint: disable=import-outside-toplevel
-      loaded.append(encoder or Encoder.from_pretrained(model))
+      loaded.append(encoder or Encoder.from_pretrained(model, **encoder_kwargs))
     return loaded[0].encode(texts[start:stop], batch_size=batch_size)
 
   chunk_store.build(directory, fingerprint, len(texts), chunk_size, compute,

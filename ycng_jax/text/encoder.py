@@ -119,6 +119,21 @@ def _read_json(path: str) -> dict:
     return json.load(f)
 
 
+# Named precisions for the command line and configs: keyword arguments of ``from_pretrained``.
+PRECISIONS = {
+    "float32": {},
+    "bf16-matmul": {"matmul_dtype": jnp.bfloat16},  # the fast CPU setting (AVX512-BF16, AMX)
+    "bfloat16": {"dtype": jnp.bfloat16},  # GPUs and TPUs
+}
+
+
+def precision_kwargs(precision: str) -> dict:
+  """``from_pretrained`` keyword arguments of a named precision (see ``PRECISIONS``)."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(PRECISIONS)}.")
+  return dict(PRECISIONS[precision])
+
+
 class Encoder:
   """Texts -> float32, L2-normalised sentence vectors of shape (n, dim).
 

@@ -52,20 +52,22 @@ def corpus_documents(corpus: str, *, split: str = "all", limit: int | None = Non
 
 def build(corpus: str, out: str | os.PathLike, *, model: str = "all-MiniLM-L6-v2",
           backend: str = "exact", split: str = "all", limit: int | None = None,
-          batch_size: int = 64, chunk_size: int = 4096, progress: bool = True) -> dict:
+          batch_size: int = 64, chunk_size: int = 4096, precision: str = "float32",
+          progress: bool = True) -> dict:
   """Embeds the corpus (resumable), builds and saves the index; returns ``info.json``'s dict."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   documents = corpus_documents(corpus, split=split, limit=limit)
   embeddings = corpus_lib.embed_corpus(documents["text"], out / EMBEDDINGS, model=model,
                                        batch_size=batch_size, chunk_size=chunk_size,
-                                       progress=progress)
+                                       precision=precision, progress=progress)
   index = corpus_lib.build_index(embeddings, backend=backend)
   index.save(out / INDEX)
   with (out / DOCUMENTS).open("w", encoding="utf-8") as f:
     for i, (title, text) in enumerate(zip(documents["title"], documents["text"])):
       f.write(json.dumps({"id": i, "title": title, "text": text}) + "\n")
-  info = {"corpus": corpus, "model": model, "backend": backend, "documents": len(documents["text"]),
+  info = {"corpus": corpus, "model": model, "precision": precision, "backend": backend,
+          "documents": len(documents["text"]),
           "dim": int(embeddings.shape[1])}
   (out / INFO).write_text(json.dumps(info, indent=2))
   return info
@@ -84,8 +86,10 @@ def search(folder: str | os.PathLike, queries: Sequence[str], k: int = 10, *, en
                             "`ycng index build CORPUS --out DIR`.")
   info = json.loads((folder / INFO).read_text())
   if encoder is None:
-    from ycng_jax.text.encoder import Encoder  # pylint: disable=import-outside-toplevel
-    encoder = Encoder.from_pretrained(info["model"])
+    from ycng_jax.text.encoder import (  # pylint: disable=import-outside-toplevel
+        Encoder, precision_kwargs)
+    encoder = Encoder.from_pretrained(info["model"],
+                                      **precision_kwargs(info.get("precision", "float32")))
   index = Index.load(folder / INDEX)
   scores, ids = index.search(encoder.encode(list(queries)), min(k, index.ntotal))
   documents = _read_documents(folder)

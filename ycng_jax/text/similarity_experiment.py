@@ -25,6 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = "all-MiniLM-L6-v2"
   config.limit = 0  # 0: the whole corpus
   config.batch_size = 64
+  config.precision = "float32"  # "bf16-matmul": ~1.6x faster on CPUs with AVX512-BF16
   config.chunk_size = 4096
   config.duplicate_threshold = 0.95
   config.num_topics = 20
@@ -83,12 +84,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   documents = semantic_index.corpus_documents(config.dataset, limit=config.limit or None)
   texts = documents["text"]
   embeddings = corpus_lib.embed_corpus(texts, workdir / "embeddings", model=config.model,
-                                       batch_size=config.batch_size, chunk_size=config.chunk_size)
+                                       batch_size=config.batch_size, chunk_size=config.chunk_size,
+                                       precision=config.precision)
   index = corpus_lib.build_index(embeddings)
   results = {"dataset": config.dataset, "documents": len(texts), "dim": int(embeddings.shape[1])}
 
-  from ycng_jax.text.encoder import Encoder  # pylint: disable=import-outside-toplevel
-  scores, ids = index.search(Encoder.from_pretrained(config.model).encode(list(config.queries)), 5)
+  from ycng_jax.text.encoder import (  # pylint: disable=import-outside-toplevel
+      Encoder, precision_kwargs)
+  encoder = Encoder.from_pretrained(config.model, **precision_kwargs(config.precision))
+  scores, ids = index.search(encoder.encode(list(config.queries)), 5)
   results["sample_queries"] = {q: [{"score": float(s), "title": documents["title"][i]}
                                    for s, i in zip(row_s, row_i)]
                                for q, row_s, row_i in zip(config.queries, scores, ids)}
