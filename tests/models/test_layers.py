@@ -45,3 +45,20 @@ def test_dropout_keeps_the_right_fraction_and_the_mean():
   rows = Dropout(0.5, broadcast_dims=(1,)).apply({}, x, deterministic=False,
                                                  rngs={"dropout": jax.random.key(3)})
   assert np.all(np.ptp(np.asarray(rows), axis=1) == 0)
+
+
+def test_hashed_bits_look_uniform_and_independent():
+  from ycng_jax.models.layers import hashed_bits
+  words = np.asarray(hashed_bits(jax.random.key(0), 1 << 20)).astype(np.int64)
+  bits = (words[:, None] >> np.arange(32)) & 1
+  assert np.abs(bits.mean(0) - 0.5).max() < 3e-3  # every bit position fair (sigma 5e-4)
+  low, high = (words & 0xFFFF).astype(float), (words >> 16).astype(float)
+  for a, b in ((low[:-1], low[1:]), (low, high), (high[:-1], high[1:])):
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5e-3  # neighbours and halves uncorrelated
+  counts = np.bincount(words & 0xFF, minlength=256)
+  chi2 = float(((counts - counts.mean()) ** 2 / counts.mean()).sum())
+  assert chi2 < 350  # 255 degrees of freedom: p ~ 1e-4
+  other = np.asarray(hashed_bits(jax.random.key(1), 1 << 20)).astype(np.int64)
+  assert np.mean(words == other) < 1e-3
+  split = np.asarray(hashed_bits(jax.random.fold_in(jax.random.key(0), 1), 1 << 20))
+  assert abs(np.corrcoef(low, (split & 0xFFFF).astype(float))[0, 1]) < 5e-3
