@@ -86,6 +86,28 @@ def test_same_seed_same_result_with_greedy_pretraining(digits):
     np.testing.assert_array_equal([h[key] for h in a.history_], [h[key] for h in b.history_])
 
 
+def test_augmentation_feeds_pretraining_and_clustering(digits):
+  """DEC-DA: every pretraining and clustering batch goes through ``augment``; same seed, same run."""
+  from ycng_jax.vision.augment import flat_image_augmenter
+  x, _ = digits
+  x = x[:300]
+  config = SMALL | dict(pretrain_epochs=1, max_iter=12, update_interval=5)
+  shifted = flat_image_augmenter((8, 8), max_rotation=10.0, max_shift=0.1)
+  a = DEC(10, seed=3, augment=shifted, **config).fit(x)
+  b = DEC(10, seed=3, augment=shifted, **config).fit(x)
+  plain = DEC(10, seed=3, **config).fit(x)
+  np.testing.assert_array_equal(a.labels_, b.labels_)
+  assert not np.allclose(a.pretrain_history_, plain.pretrain_history_)
+  # From the same pretrained autoencoder, only the clustering phase's inputs differ.
+  ae = plain.autoencoder_params_
+  augmented = DEC(10, seed=3, augment=shifted, **config).fit(x, autoencoder_params=ae)
+  again = DEC(10, seed=3, **config).fit(x, autoencoder_params=ae)
+  np.testing.assert_array_equal(augmented.kmeans_labels_, again.kmeans_labels_)
+  losses = lambda d: np.array([h["loss"] for h in d.history_[1:]])
+  np.testing.assert_allclose(losses(again), losses(plain), rtol=1e-5)
+  assert not np.allclose(losses(augmented), losses(again))
+
+
 def test_errors(digits):
   x, _ = digits
   with pytest.raises(ValueError, match="2-D"):

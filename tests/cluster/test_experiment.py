@@ -31,8 +31,8 @@ def test_rerun_reads_finished_seeds_and_redoes_changed_settings(tmp_path, monkey
   ran = []
   real_run_seed = experiment._run_seed
   monkeypatch.setattr(experiment, "_run_seed",
-                      lambda config, x, y, seed, record: ran.append(seed) or
-                      real_run_seed(config, x, y, seed, record))
+                      lambda config, x, y, shape, seed, record: ran.append(seed) or
+                      real_run_seed(config, x, y, shape, seed, record))
   # A killed run rerun with one more seed: seed 0 is read back, only seed 1 runs.
   second = experiments.run("clustering/dec_mnist", tmp_path, {**overrides, "seeds": "(0, 1)"})
   assert ran == [1]
@@ -44,3 +44,14 @@ def test_rerun_reads_finished_seeds_and_redoes_changed_settings(tmp_path, monkey
   # Other settings: the saved seed no longer counts.
   experiments.run("clustering/dec_mnist", tmp_path, {**overrides, "pretrain_epochs": "2"})
   assert ran == [1, 0]
+
+
+def test_dec_da_experiment_augments_images(tmp_path):
+  overrides = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
+               "pretrain_epochs": "1", "pretrain_batch_size": "64", "batch_size": "64",
+               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "1", "verbose": "False"}
+  result = experiments.run("clustering/dec_da_mnist", tmp_path, overrides)
+  assert set(result) >= {"dec_acc_mean", "autoencoder_kmeans_acc_mean"}
+  assert "idec_acc_mean" not in result
+  saved = json.loads((tmp_path / "seed_0.json").read_text())["settings"]
+  assert saved["augment"] is True and saved["augment_rotation"] == 10.0

@@ -148,6 +148,7 @@ class DEC:
       batch_size: int = 256, max_iter: int = 20_000, update_interval: int = 140,
       tol: float = 1e-3, optimizer: str = "sgd", learning_rate: float = 0.01,
       momentum: float = 0.9, idec: bool = False, gamma: float = 0.1, kmeans_n_init: int = 20,
+      augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
       seed: int = 0, mesh: Mesh | None = None, verbose: bool = False):
     if n_clusters < 2:
       raise ValueError(f"n_clusters must be at least 2, got {n_clusters}.")
@@ -173,6 +174,8 @@ class DEC:
     self.idec = idec
     self.gamma = gamma
     self.kmeans_n_init = kmeans_n_init
+    self.augment = augment
+    self._augment = jax.jit(augment) if augment is not None else None
     self.seed = seed
     self.mesh = mesh
     self.verbose = verbose
@@ -181,8 +184,9 @@ class DEC:
   # --------------------------------------------------------------------------- pretraining
 
   def _train_reconstruction(self, module, params, x: np.ndarray, epochs: int, key: jax.Array,
-                            desc: str) -> tuple[Any, list[float]]:
-    """Adam on MSE for ``epochs`` passes over ``x``; returns params and per-epoch losses."""
+                            desc: str, augment: bool = False) -> tuple[Any, list[float]]:
+    """Adam on MSE for ``epochs`` passes over ``x`` (each batch through ``self.augment`` if
+    ``augment``); returns params and per-epoch losses."""
     mesh = self._mesh
     batcher = _Batcher(mesh, self.pretrain_batch_size)
     opt = dec_steps.make_optimizer("adam", self.pretrain_learning_rate)
@@ -191,14 +195,17 @@ class DEC:
     rng = np.random.default_rng([self.seed, zlib_hash(desc)])
     n = x.shape[0]
     n_batches = math.ceil(n / batcher.batch_size)
+    augment_key = jax.random.fold_in(key, 7)
     losses = []
     bar = tqdm(range(epochs), desc=desc, disable=not self.verbose, leave=False)
-    for _ in bar:
+    for epoch in bar:
       order = rng.permutation(n)
       epoch_loss = jnp.zeros(())
       for b in range(n_batches):
         idx = order[b * batcher.batch_size:(b + 1) * batcher.batch_size]
         xb, w = batcher.put(x[idx])
+        if augment and self._augment is not None:
+          xb = self._augment(jax.random.fold_in(augment_key, epoch * n_batches + b), xb)
         state, sums = step(state, {"image": xb, "mask": w})
         epoch_loss = epoch_loss + sums["loss"]  # a sum over the real rows
       losses.append(float(epoch_loss) / n)
@@ -241,7 +248,7 @@ class DEC:
       ae_params = self.init_autoencoder(x.shape[1])
     ae_params, losses = self._train_reconstruction(
         self._model, ae_params, x, self.pretrain_epochs, jax.random.fold_in(dropout_key, 99),
-        "pretrain autoencoder")
+        "pretrain autoencoder", augment=True)
     self.pretrain_history_ = history + losses
     self.autoencoder_params_ = jax.device_get(ae_params)
     self.timings_ = {"pretrain_s": time.perf_counter() - start}
@@ -287,6 +294,7 @@ class DEC:
     assign = self._assign
 
     rng = np.random.default_rng([self.seed, 2])
+    augment_key = jax.random.fold_in(key, 7)
     n, bs = x.shape[0], batcher.batch_size
     order, index = rng.permutation(n), 0
     labels_last = km.labels
@@ -315,6 +323,8 @@ class DEC:
           break
       idx = order[index * bs:(index + 1) * bs]
       xb, pb, w = batcher.put(x[idx], p[idx])
+      if self._augment is not None:  # DEC-DA: targets of the clean samples, augmented inputs
+        xb = self._augment(jax.random.fold_in(augment_key, ite), xb)
       state, step_sums = step(state, {"image": xb, "target": pb, "mask": w})
       # device scalars: summed lazily, fetched once per target update
       sums = step_sums if not sums else jax.tree.map(jnp.add, sums, step_sums)

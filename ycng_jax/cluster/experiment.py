@@ -23,6 +23,7 @@ from ycng_jax.cluster import metrics
 from ycng_jax.cluster.dec import DEC
 from ycng_jax.cluster.kmeans import KMeans
 from ycng_jax.data.chunk_store import atomic_write
+from ycng_jax.vision.augment import flat_image_augmenter
 
 METHODS = ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec")
 
@@ -42,6 +43,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.pretrain_learning_rate = 1e-3
   config.greedy_epochs = 0  # > 0: the paper's greedy layer-wise denoising pretraining first
   config.greedy_dropout = 0.2
+  # DEC-DA (Guo et al. 2018): random rotations and shifts of the images, in pretraining and
+  # in the clustering phase (targets still come from the clean images).
+  config.augment = False
+  config.augment_rotation = 10.0  # degrees
+  config.augment_shift = 0.1  # fraction of height and width
   # Clustering.
   config.kmeans_n_init = 20
   config.alpha = 1.0
@@ -70,8 +76,13 @@ def load_flat(name: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[
   return x / max(float(x.max()), 1.0), labels, images.shape[1:]
 
 
-def dec_kwargs(config: ml_collections.ConfigDict) -> dict:
-  return dict(
+def dec_kwargs(config: ml_collections.ConfigDict, image_shape=None) -> dict:
+  augment = None
+  if config.get("augment"):
+    if image_shape is None:
+      raise ValueError("config.augment needs the image shape of the data set.")
+    augment = flat_image_augmenter(image_shape, config.augment_rotation, config.augment_shift)
+  return dict(augment=augment,
       hidden_dims=tuple(config.hidden_dims), alpha=config.alpha,
       pretrain_epochs=config.pretrain_epochs, pretrain_batch_size=config.pretrain_batch_size,
       pretrain_learning_rate=config.pretrain_learning_rate, greedy_epochs=config.greedy_epochs,
@@ -121,14 +132,14 @@ def _settings(config: ml_collections.ConfigDict) -> dict:
 
 
 def _run_seed(config: ml_collections.ConfigDict, x: np.ndarray, y: np.ndarray,
-              seed: int, record) -> tuple[list[dict], DEC]:
+              image_shape, seed: int, record) -> tuple[list[dict], DEC]:
   """The four methods for one seed; returns their result rows and the fitted DEC."""
   rows = []
   start = time.perf_counter()
   km = KMeans(config.n_clusters, n_init=config.kmeans_n_init, seed=seed).fit(x)
   rows.append({"method": "kmeans_pixels", "seed": seed, **metrics.all_metrics(y, km.labels_),
                "seconds": time.perf_counter() - start})
-  dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config)).fit(x)
+  dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config, image_shape)).fit(x)
   for epoch, loss in enumerate(dec.pretrain_history_):
     record({"seed": seed, "phase": "pretrain", "epoch": epoch + 1, "loss": loss})
   for entry in dec.history_:
@@ -140,7 +151,8 @@ def _run_seed(config: ml_collections.ConfigDict, x: np.ndarray, y: np.ndarray,
                "seconds": dec.timings_["cluster_s"], "iterations": dec.n_iter_})
   if config.idec:
     idec = DEC(config.n_clusters, seed=seed, idec=True, gamma=config.gamma,
-               **dec_kwargs(config)).fit(x, autoencoder_params=dec.autoencoder_params_)
+               **dec_kwargs(config, image_shape)).fit(
+                   x, autoencoder_params=dec.autoencoder_params_)
     for entry in idec.history_:
       record({"seed": seed, "phase": "idec", **entry})
     rows.append({"method": "idec", "seed": seed, **metrics.all_metrics(y, idec.labels_),
@@ -176,7 +188,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           print(f"seed {seed}: finished earlier, results read from {done}")
           continue
         print(f"seed {seed}: {done} was made with other settings; running it again")
-      seed_rows, dec = _run_seed(config, x, y, seed, record)
+      seed_rows, dec = _run_seed(config, x, y, image_shape, seed, record)
       rows += seed_rows
       text = json.dumps({"settings": settings, "rows": seed_rows}, indent=1).encode()
       atomic_write(done, lambda f: f.write(text), ".json")  # a kill leaves no half file
