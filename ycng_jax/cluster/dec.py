@@ -11,7 +11,10 @@ DEC learns an embedding and cluster centres together:
    changed between two updates.
 
 IDEC (``idec=True``) keeps the decoder and minimises ``MSE + gamma * KL`` so the
-embedding keeps the data's local structure.
+embedding keeps the data's local structure. DEC-DA (``augment=fn``, Guo et al. 2018) feeds
+every pretraining batch and every clustering input through a random augmentation, e.g.
+``ycng_jax.vision.augment.flat_image_augmenter((28, 28))``; the targets P stay those of the
+clean data.
 
 Both phases train with the shared trainer's pure step (``ycng_jax.train.steps``), built in
 :mod:`ycng_jax.cluster.dec_steps` from DEC's model and losses and jitted here with explicit
