@@ -5,8 +5,9 @@ XLA:CPU computes ``softmax(q k^T) v`` for a whole batch as a few huge batched op
 each of the score product, the mask, the softmax and the context product. Run through
 ``lax.map`` over chunks of a few rows, each chunk's scores (4 rows: 3 MB) stay in the cache;
 measured on a 2-core AVX-512 CPU (``scripts/bench/attention_cpu.py``, 64 x 128 tokens, 12
-heads) that is 2.7x faster forward and 1.3x forward + backward (3.1x and 1.6x with dropout). The backward pass is a custom VJP that recomputes each chunk's forward and takes its
-gradient chunk by chunk as well, so it never holds the whole batch's probabilities either.
+heads) that is 2.7x faster forward and 1.3x forward + backward (3.1x and 1.6x with dropout).
+The backward pass is a custom VJP that recomputes each chunk's forward and takes its gradient
+chunk by chunk as well, so it never holds the whole batch's probabilities either.
 
 Accelerators have fused (flash) attention kernels instead: ``attention`` only chunks when the
 chunk size asks for it, and the BERT model asks only on the CPU backend.
