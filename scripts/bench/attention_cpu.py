@@ -11,21 +11,14 @@ path; every array is a jit argument, so nothing is constant-folded.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-from bench_utils import set_cpu_threads
+from bench_utils import call_times, set_cpu_threads
 
 
 def best_ms(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * min(times)
+  return 1e3 * min(call_times(fn, repeats))
 
 
 def main() -> None:

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
+
+
+def call_times(fn, repeats: int) -> list[float]:
+  """Seconds of ``repeats`` calls of ``fn()`` after one untimed warm-up call (compiles, lazy init)."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
 
 
 def set_cpu_threads(threads: int) -> None:

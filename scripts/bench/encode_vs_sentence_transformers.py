@@ -23,6 +23,13 @@ import numpy as np
 from bench_utils import debtags_texts, set_cpu_threads
 
 
+def timed(fn):
+  """``fn()``'s result, wall seconds and CPU seconds (all threads of this process)."""
+  t0, c0 = time.perf_counter(), time.process_time()
+  out = fn()
+  return out, time.perf_counter() - t0, time.process_time() - c0
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -74,13 +81,10 @@ def main() -> None:
   first_call = time.perf_counter() - t0
   theirs.encode(warm, batch_size=args.batch_size)
 
-  t0, c0 = time.perf_counter(), time.process_time()
-  theirs_vecs = theirs.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True)
-  theirs_s, theirs_cpu = time.perf_counter() - t0, time.process_time() - c0
-  t0, c0 = time.perf_counter(), time.process_time()
-  ours_vecs = ours.encode(texts, batch_size=args.batch_size)
-  ours_s, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
+  encode_theirs = lambda: theirs.encode(texts, batch_size=args.batch_size,
+                                        normalize_embeddings=True, convert_to_numpy=True)
+  theirs_vecs, theirs_s, theirs_cpu = timed(encode_theirs)
+  ours_vecs, ours_s, ours_cpu = timed(lambda: ours.encode(texts, batch_size=args.batch_size))
 
   n = len(texts)
   cos = np.sum(ours_vecs * theirs_vecs, axis=1)
@@ -94,10 +98,7 @@ def main() -> None:
   if args.torch_bf16:
     with torch.autocast("cpu", dtype=torch.bfloat16):
       theirs.encode(warm, batch_size=args.batch_size)
-      t0, c0 = time.perf_counter(), time.process_time()
-      bf16_vecs = theirs.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True)
-      bf16_s, bf16_cpu = time.perf_counter() - t0, time.process_time() - c0
+      bf16_vecs, bf16_s, bf16_cpu = timed(encode_theirs)
     cos16 = np.sum(bf16_vecs.astype(np.float32) * theirs_vecs, axis=1)
     print(f"sentence-transformers, torch.autocast bf16: {n / bf16_s:8.1f} sentences/s "
           f"({bf16_s:.2f} s wall, {bf16_cpu:.2f} CPU-s; cosine to its float32 mean "

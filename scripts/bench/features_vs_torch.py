@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from bench_utils import call_times
+
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -52,13 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def median_rate(step, batch: int, iters: int) -> float:
   """Images/s from the median of ``iters`` timed calls after one warm-up call."""
-  step()
-  times = []
-  for _ in range(iters):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-  return batch / statistics.median(times)
+  return batch / statistics.median(call_times(step, iters))
 
 
 def torch_side(args, pretrained_path: str):
