@@ -11,6 +11,7 @@ buckets that slice touches); the timed pass then runs over all texts. Our first-
 Texts: the ``debtags`` corpus's package descriptions, or ``--texts FILE`` (one text per line).
 
   python scripts/bench/encode_vs_sentence_transformers.py --n 5000 --batch-size 64
+  python scripts/bench/encode_vs_sentence_transformers.py --gpu --dtype bfloat16 --torch-bf16 --batch-size 256
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main() -> None:
                       help="ours: float32 activations, bf16 matmul operands (the CPU recipe)")
   parser.add_argument("--torch-bf16", action="store_true",
                       help="also time sentence-transformers under torch.autocast(bfloat16)")
+  parser.add_argument("--gpu", action="store_true",
+                      help="sentence-transformers on CUDA (ours runs on jax's default device)")
   parser.add_argument("--threads", type=int, default=0,
                       help="CPU threads for each framework (0: their defaults); 1 gives "
                       "contention-proof CPU-time figures on a shared machine")
@@ -67,14 +70,15 @@ def main() -> None:
   folder = resolve_model_folder(args.model)
   matmul_dtype = getattr(jnp, args.matmul_dtype) if args.matmul_dtype else None
   ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype), matmul_dtype=matmul_dtype)
-  theirs = SentenceTransformer(folder, device="cpu")
+  torch_device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
+  theirs = SentenceTransformer(folder, device=torch_device)
   theirs.max_seq_length = ours.max_seq_length
   warm = texts[:args.warmup]
   lengths = [len(ids) for ids in ours.tokenize(texts)[0]]
   print(f"{len(texts)} texts, tokens/text mean {np.mean(lengths):.1f} median "
         f"{np.median(lengths):.0f} max {max(lengths)}; batch size {args.batch_size}; "
         f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}, "
-        f"torch {torch.__version__} threads {torch.get_num_threads()}")
+        f"torch {torch.__version__} on {torch_device}, threads {torch.get_num_threads()}")
 
   t0 = time.perf_counter()
   ours.encode(warm, batch_size=args.batch_size)
@@ -96,7 +100,7 @@ def main() -> None:
   print(f"ratio ours/theirs: {theirs_s / ours_s:.2f}x by wall time, {theirs_cpu / ours_cpu:.2f}x "
         f"by CPU time   cosine mean {cos.mean():.6f} min {cos.min():.6f}")
   if args.torch_bf16:
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(torch_device, dtype=torch.bfloat16):
       theirs.encode(warm, batch_size=args.batch_size)
       bf16_vecs, bf16_s, bf16_cpu = timed(encode_theirs)
     cos16 = np.sum(bf16_vecs.astype(np.float32) * theirs_vecs, axis=1)

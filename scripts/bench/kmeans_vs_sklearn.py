@@ -30,10 +30,10 @@ from ycng_jax.train.mesh import make_mesh
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
-def load_fashion_pixels(limit: int | None) -> np.ndarray:
+def load_fashion_pixels(limit: int | None, folder: str = FASHION_DIR) -> np.ndarray:
   parts = []
   for split in ("train", "t10k"):
-    path = os.path.join(FASHION_DIR, f"{split}-images-idx3-ubyte.gz")
+    path = os.path.join(folder, f"{split}-images-idx3-ubyte.gz")
     if not os.path.exists(path):
       raise SystemExit(f"{path} is missing: install it with `apt-get install dataset-fashion-mnist`.")
     parts.append(np.frombuffer(gzip.open(path).read(), np.uint8, offset=16).reshape(-1, 784))
@@ -71,9 +71,11 @@ def main() -> None:
   parser.add_argument("--block-rows", type=int, default=0,
                       help="our rows per block (0: the library default); a second row of ours "
                            "runs unblocked for comparison")
+  parser.add_argument("--data-dir", default=FASHION_DIR,
+                      help="a folder holding the four Fashion-MNIST idx .gz files")
   args = parser.parse_args()
 
-  x = load_fashion_pixels(10_000 if args.small else None)
+  x = load_fashion_pixels(10_000 if args.small else None, args.data_dir)
   n, d = x.shape
   k = args.n_clusters
   print(f"data {n} x {d}, k={k}, n_init={args.n_init}, max_iter={args.max_iter}, "
