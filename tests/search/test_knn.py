@@ -123,3 +123,23 @@ def test_kernel_on_a_smaller_mesh():
   ref_scores, ref_ids = _reference(database, queries, 5, "l2")
   np.testing.assert_array_equal(np.asarray(ids), ref_ids)
   np.testing.assert_allclose(np.asarray(scores), ref_scores, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("superblock", [0, 256])
+def test_float32_kernel_asks_for_full_precision_dots(superblock):
+  # GPUs default to TF32 for float32 dots (recall@10 0.998 on an H200): the exact kernel must ask
+  # for HIGHEST, which the CPU tests cannot see in the results, so read it off the program.
+  mesh = make_mesh(2)
+  database, queries = _data(512, 16, 4, seed=6)
+  plan = knn.plan_kernel(512, 2, block=128, group=8, min_block=5)
+
+  def dots(compute_dtype):
+    placed, bias = knn.place_database(database, "ip", plan, mesh, compute_dtype=compute_dtype)
+    hlo = knn.search_sharded.lower(jnp.asarray(queries), placed, bias, mesh=mesh, k=5,
+                                   block=plan.block, group=plan.group, metric="ip",
+                                   superblock=superblock).as_text()
+    return [line for line in hlo.splitlines() if "dot_general" in line]
+
+  f32 = dots(jnp.float32)
+  assert f32 and all("HIGHEST" in line for line in f32), f32
+  assert not any("HIGHEST" in line for line in dots(jnp.bfloat16) if "bf16" in line)

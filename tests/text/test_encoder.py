@@ -57,6 +57,16 @@ def test_length_groups_keep_every_text_exact(encoder, vectors):
   np.testing.assert_allclose(together[[0, 2, 4]], vectors[[0, 2, 4]], atol=1e-5)
 
 
+def test_precompile_leaves_nothing_to_compile(encoder, vectors):
+  # batch_size 64 gives 32 rows of 64 tokens; 17 texts of ~50 tokens fill 17 rows, a full step.
+  encoder.precompile(batch_size=64)
+  compiled = encoder._embed._cache_size()  # pylint: disable=protected-access
+  texts = [" ".join(["packages"] * (40 + i % 8)) for i in range(17)]
+  together = encoder.encode(texts, batch_size=64)
+  assert encoder._embed._cache_size() == compiled  # pylint: disable=protected-access
+  np.testing.assert_allclose(together[:1], encoder.encode(texts[:1]), atol=1e-5)
+
+
 def test_matches_pytorch_mean_pooling(encoder, vectors):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")

@@ -283,26 +283,48 @@ class Encoder:
     is packed into rows of its own length: a corpus with a few long texts does not pay
     long-row attention (cost per token grows with the row length) for all the short ones.
     """
-    floor = next((b for b in self._buckets if b >= _SHORTEST_ROW), self._buckets[-1])
-    usable = np.asarray([b for b in self._buckets if b >= floor])
+    usable = self._row_lengths()
     row_length = usable[np.searchsorted(usable, lengths)]
-    num_devices = self._mesh.size
     for seq in np.unique(row_length):
       members = np.flatnonzero(row_length == seq)
       rows = [[int(members[i]) for i in row]
               for row in pack_rows(lengths[members], int(seq), self._max_texts_per_row)]
-      # Rows per step from the bucket alone (not this call's lengths), so every call with this
-      # batch_size reuses one compiled shape per bucket: batch_size texts of the bucket's
-      # middle length.
-      shorter = usable[usable < seq]
-      typical = (seq + (shorter[-1] if len(shorter) else 0)) / 2
-      wanted = max(1, int(np.ceil(batch_size * typical / seq)))
-      step_rows = 1 << (wanted - 1).bit_length()
       # A small call (a few search queries) gets a small step: at most the rows it needs.
-      step_rows = _round_up(min(step_rows, 1 << (len(rows) - 1).bit_length()), num_devices)
+      needed = 1 << (len(rows) - 1).bit_length()
+      step_rows = _round_up(min(self._step_rows(seq, batch_size), needed), self._mesh.size)
       for start in range(0, len(rows), step_rows):
         step = rows[start:start + step_rows]
         yield int(seq), step + [[]] * (step_rows - len(step))
+
+  def _row_lengths(self) -> np.ndarray:
+    """The buckets that rows are packed to: at least ``_SHORTEST_ROW`` tokens."""
+    floor = next((b for b in self._buckets if b >= _SHORTEST_ROW), self._buckets[-1])
+    return np.asarray([b for b in self._buckets if b >= floor])
+
+  def _step_rows(self, seq: int, batch_size: int) -> int:
+    """Rows of a full step of row length ``seq``: ``batch_size`` texts of the bucket's middle length.
+
+    It depends on the bucket alone (not a call's lengths), so every call with this batch_size
+    reuses one compiled shape per bucket.
+    """
+    usable = self._row_lengths()
+    shorter = usable[usable < seq]
+    typical = (seq + (shorter[-1] if len(shorter) else 0)) / 2
+    wanted = max(1, int(np.ceil(batch_size * typical / seq)))
+    return _round_up(1 << (wanted - 1).bit_length(), self._mesh.size)
+
+  def precompile(self, batch_size: int = 64) -> "Encoder":
+    """Compiles the full-size step of every length bucket now, so no later call waits on jit.
+
+    A large ``encode`` call then runs without a compile; small calls (fewer rows than a full
+    step) still compile their smaller shapes on first use. Worth it before timing, or before
+    serving queries; on an accelerator each shape takes seconds to compile.
+    """
+    for seq in self._row_lengths():
+      rows = self._step_rows(int(seq), batch_size)
+      zeros = np.zeros((rows, int(seq)), np.int32)
+      jax.block_until_ready(self._embed(self._params, zeros, zeros, zeros))
+    return self
 
   @staticmethod
   def _collect(out: np.ndarray, step: list[list[int]], result: jax.Array, progress) -> None:
