@@ -143,3 +143,19 @@ def test_float32_kernel_asks_for_full_precision_dots(superblock):
   f32 = dots(jnp.float32)
   assert f32 and all("HIGHEST" in line for line in f32), f32
   assert not any("HIGHEST" in line for line in dots(jnp.bfloat16) if "bf16" in line)
+
+
+@pytest.mark.parametrize("superblock", [0, 256])
+def test_bfloat16_kernel_keeps_the_database_in_bfloat16(superblock):
+  # XLA:CPU once hoisted a float32 copy of the whole bfloat16 shard out of the loop (and ran
+  # the dots in float32, at half the speed); no float32 array of the shard's size may appear.
+  mesh = make_mesh(2)
+  database, queries = _data(1024, 16, 4, seed=7)
+  plan = knn.plan_kernel(1024, 2, block=128, group=8, min_block=5, max_superblock=superblock)
+  placed, bias = knn.place_database(database, "ip", plan, mesh, compute_dtype=jnp.bfloat16)
+  hlo = knn.search_sharded.lower(jnp.asarray(queries), placed, bias, mesh=mesh, k=5,
+                                 block=plan.block, group=plan.group, metric="ip",
+                                 superblock=plan.superblock).compile().as_text()
+  rows = plan.rows_per_device
+  shard_shapes = (f"f32[{rows},16]", f"f32[{rows // plan.block},{plan.block},16]")
+  assert not [line for line in hlo.splitlines() if any(s in line for s in shard_shapes)]

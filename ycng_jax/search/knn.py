@@ -156,6 +156,21 @@ def _select_block(ranked: jax.Array, *, best: tuple[jax.Array, jax.Array], start
   return values, jnp.take_along_axis(ids, position, axis=1)
 
 
+def _rows_reader(database: jax.Array):
+  """``read(start, size)``: rows of ``database`` for a loop step, in its dtype.
+
+  A bfloat16 database is sliced as its 16-bit pattern and bitcast back: sliced
+  directly, XLA:CPU hoists a float32 copy of the whole shard out of the loop and
+  runs the dots in float32 (measured: 162 GFLOP/s instead of 335 on an
+  AVX512-BF16 CPU, 200k x 384 rows, 256 queries).
+  """
+  if database.dtype != jnp.bfloat16:
+    return lambda start, size: lax.dynamic_slice_in_dim(database, start, size, axis=0)
+  bits = lax.bitcast_convert_type(database, jnp.uint16)
+  return lambda start, size: lax.bitcast_convert_type(
+      lax.dynamic_slice_in_dim(bits, start, size, axis=0), jnp.bfloat16)
+
+
 def _dot_precision(dtype) -> lax.Precision | None:
   """Full float32 products for a float32 database; the bfloat16 option asks for speed instead.
 
@@ -175,10 +190,11 @@ def _shard_search(queries: jax.Array, database: jax.Array, bias: jax.Array, *, k
   rows = database.shape[0]
   num_queries = queries.shape[0]
   offset = lax.axis_index(DATA_AXIS) * rows
+  read_rows = _rows_reader(database)
 
   def step(i, carry):
     start = i * block
-    rows_block = lax.dynamic_slice_in_dim(database, start, block, axis=0)
+    rows_block = read_rows(start, block)
     bias_block = lax.dynamic_slice_in_dim(bias, start, block, axis=0)
     scores = lax.dot_general(queries, rows_block, (((1,), (1,)), ((), ())),
                              precision=_dot_precision(database.dtype),
@@ -248,14 +264,18 @@ def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Ar
   rows, dim = database.shape
   num_queries = queries.shape[0]
   offset = lax.axis_index(DATA_AXIS) * rows
-  grouped_rows = database.reshape(rows // group, group, dim)
   grouped_bias = bias.reshape(rows // group, group)
   groups_per_block = block // group
+  read_rows = _rows_reader(database)
+  # Gathered as 16-bit patterns for the reason given in _rows_reader.
+  bf16 = database.dtype == jnp.bfloat16
+  grouped_rows = (lax.bitcast_convert_type(database, jnp.uint16) if bf16 else database).reshape(
+      rows // group, group, dim)
 
   def group_maxima(superblock_start):
     def score_block(i, maxima):
       start = superblock_start + i * block
-      rows_block = lax.dynamic_slice_in_dim(database, start, block, axis=0)
+      rows_block = read_rows(start, block)
       bias_block = lax.dynamic_slice_in_dim(bias, start, block, axis=0)
       scores = lax.dot_general(rows_block, queries, (((1,), (1,)), ((), ())),
                                precision=_dot_precision(database.dtype),
@@ -270,9 +290,13 @@ def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Ar
   def merge_superblock(s, best):
     superblock_start = s * superblock
     top_groups = _top_groups(group_maxima(superblock_start), k) + superblock_start // group
-    candidates = grouped_rows[top_groups].astype(jnp.float32)  # (Q, k, group, d)
+    candidates = grouped_rows[top_groups]  # (Q, k, group, d)
+    if bf16:
+      candidates = lax.bitcast_convert_type(candidates, jnp.bfloat16)
+    candidates = candidates.astype(jnp.float32)
     scores = jnp.einsum("qkgd,qd->qkg", candidates, queries.astype(jnp.float32),
-                        precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32) + grouped_bias[top_groups]
+                        precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
+    scores = scores + grouped_bias[top_groups]
     ids = top_groups[:, :, None] * group + jnp.arange(group, dtype=top_groups.dtype)
     values = jnp.concatenate([best[0], scores.reshape(num_queries, k * group)], axis=1)
     ids = jnp.concatenate([best[1], ids.reshape(num_queries, k * group) + offset], axis=1)
