@@ -65,6 +65,8 @@ def test_precompile_leaves_nothing_to_compile(encoder, vectors):
   together = encoder.encode(texts, batch_size=64)
   assert encoder._embed._cache_size() == compiled  # pylint: disable=protected-access
   np.testing.assert_allclose(together[:1], encoder.encode(texts[:1]), atol=1e-5)
+  with pytest.raises(ValueError, match="batch_size"):
+    encoder.precompile(batch_size=0)
 
 
 def test_matches_pytorch_mean_pooling(encoder, vectors):

@@ -320,6 +320,8 @@ class Encoder:
     step) still compile their smaller shapes on first use. Worth it before timing, or before
     serving queries; on an accelerator each shape takes seconds to compile.
     """
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     for seq in self._row_lengths():
       rows = self._step_rows(int(seq), batch_size)
       zeros = np.zeros((rows, int(seq)), np.int32)
