@@ -156,19 +156,19 @@ def _select_block(ranked: jax.Array, *, best: tuple[jax.Array, jax.Array], start
   return values, jnp.take_along_axis(ids, position, axis=1)
 
 
-def _rows_reader(database: jax.Array):
-  """``read(start, size)``: rows of ``database`` for a loop step, in its dtype.
+def _stored(database: jax.Array):
+  """``(stored, restore)``: the array to slice and gather rows of inside a loop, and the function
+  that turns rows of it back into ``database``'s dtype.
 
-  A bfloat16 database is sliced as its 16-bit pattern and bitcast back: sliced
-  directly, XLA:CPU hoists a float32 copy of the whole shard out of the loop and
-  runs the dots in float32 (measured: 162 GFLOP/s instead of 335 on an
-  AVX512-BF16 CPU, 200k x 384 rows, 256 queries).
+  A bfloat16 database is stored as its 16-bit pattern and bitcast back after each slice or
+  gather: used directly, XLA:CPU hoists a float32 copy of the whole shard out of the loop and
+  runs the dots in float32 (measured: 162 GFLOP/s instead of 335 on an AVX512-BF16 CPU, 200k x
+  384 rows, 256 queries).
   """
   if database.dtype != jnp.bfloat16:
-    return lambda start, size: lax.dynamic_slice_in_dim(database, start, size, axis=0)
-  bits = lax.bitcast_convert_type(database, jnp.uint16)
-  return lambda start, size: lax.bitcast_convert_type(
-      lax.dynamic_slice_in_dim(bits, start, size, axis=0), jnp.bfloat16)
+    return database, lambda rows: rows
+  return (lax.bitcast_convert_type(database, jnp.uint16),
+          lambda rows: lax.bitcast_convert_type(rows, jnp.bfloat16))
 
 
 def _dot_precision(dtype) -> lax.Precision | None:
@@ -190,11 +190,11 @@ def _shard_search(queries: jax.Array, database: jax.Array, bias: jax.Array, *, k
   rows = database.shape[0]
   num_queries = queries.shape[0]
   offset = lax.axis_index(DATA_AXIS) * rows
-  read_rows = _rows_reader(database)
+  stored, restore = _stored(database)
 
   def step(i, carry):
     start = i * block
-    rows_block = read_rows(start, block)
+    rows_block = restore(lax.dynamic_slice_in_dim(stored, start, block, axis=0))
     bias_block = lax.dynamic_slice_in_dim(bias, start, block, axis=0)
     scores = lax.dot_general(queries, rows_block, (((1,), (1,)), ((), ())),
                              precision=_dot_precision(database.dtype),
@@ -266,16 +266,13 @@ def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Ar
   offset = lax.axis_index(DATA_AXIS) * rows
   grouped_bias = bias.reshape(rows // group, group)
   groups_per_block = block // group
-  read_rows = _rows_reader(database)
-  # Gathered as 16-bit patterns for the reason given in _rows_reader.
-  bf16 = database.dtype == jnp.bfloat16
-  grouped_rows = (lax.bitcast_convert_type(database, jnp.uint16) if bf16 else database).reshape(
-      rows // group, group, dim)
+  stored, restore = _stored(database)
+  grouped_rows = stored.reshape(rows // group, group, dim)
 
   def group_maxima(superblock_start):
     def score_block(i, maxima):
       start = superblock_start + i * block
-      rows_block = read_rows(start, block)
+      rows_block = restore(lax.dynamic_slice_in_dim(stored, start, block, axis=0))
       bias_block = lax.dynamic_slice_in_dim(bias, start, block, axis=0)
       scores = lax.dot_general(rows_block, queries, (((1,), (1,)), ((), ())),
                                precision=_dot_precision(database.dtype),
@@ -290,10 +287,7 @@ def _shard_search_two_pass(queries: jax.Array, database: jax.Array, bias: jax.Ar
   def merge_superblock(s, best):
     superblock_start = s * superblock
     top_groups = _top_groups(group_maxima(superblock_start), k) + superblock_start // group
-    candidates = grouped_rows[top_groups]  # (Q, k, group, d)
-    if bf16:
-      candidates = lax.bitcast_convert_type(candidates, jnp.bfloat16)
-    candidates = candidates.astype(jnp.float32)
+    candidates = restore(grouped_rows[top_groups]).astype(jnp.float32)  # (Q, k, group, d)
     scores = jnp.einsum("qkgd,qd->qkg", candidates, queries.astype(jnp.float32),
                         precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
     scores = scores + grouped_bias[top_groups]
