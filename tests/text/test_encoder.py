@@ -57,7 +57,7 @@ def test_length_groups_keep_every_text_exact(encoder, vectors):
   np.testing.assert_allclose(together[[0, 2, 4]], vectors[[0, 2, 4]], atol=1e-5)
 
 
-def test_precompile_leaves_nothing_to_compile(encoder, vectors):
+def test_precompile_leaves_nothing_to_compile(encoder):
   # batch_size 64 gives 32 rows of 64 tokens; 17 texts of ~50 tokens fill 17 rows, a full step.
   encoder.precompile(batch_size=64)
   compiled = encoder._embed._cache_size()  # pylint: disable=protected-access
