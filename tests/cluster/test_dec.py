@@ -108,6 +108,31 @@ def test_augmentation_feeds_pretraining_and_clustering(digits):
   assert not np.allclose(losses(augmented), losses(again))
 
 
+def test_sgd_pretraining_takes_plain_gradient_steps(digits):
+  """``pretrain_optimizer="sgd"`` (DEC-keras's MNIST recipe): one batch, no momentum, is one
+  step of ``params - lr * grad(mean MSE)``."""
+  import jax.numpy as jnp
+  from ycng_jax.models.autoencoder import Autoencoder, reconstruction_loss
+  x, _ = digits
+  x = x[:64]  # exactly one pretraining batch
+  config = SMALL | dict(pretrain_epochs=1)
+  dec = DEC(10, seed=5, pretrain_optimizer="sgd", pretrain_learning_rate=0.5,
+            pretrain_momentum=0.0, **config)
+  start = dec.init_autoencoder(x.shape[1])
+  model = Autoencoder(input_dim=x.shape[1], hidden_dims=SMALL["hidden_dims"])
+
+  def loss(params):
+    return jnp.mean(reconstruction_loss(x, model.apply(params, x)[1]))
+
+  expected = jax.tree.map(lambda p, g: p - 0.5 * g, start, jax.grad(loss)(start))
+  trained = dec.pretrain(x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               trained, expected)
+  adam = DEC(10, seed=5, pretrain_learning_rate=0.5, **config).pretrain(x)
+  assert not np.allclose(adam["params"]["encoder_0"]["kernel"],
+                         trained["params"]["encoder_0"]["kernel"])
+
+
 def test_errors(digits):
   x, _ = digits
   with pytest.raises(ValueError, match="2-D"):
@@ -116,5 +141,7 @@ def test_errors(digits):
     DEC(3, batch_size=60, pretrain_epochs=0).fit(x[:100])
   with pytest.raises(ValueError, match="'adam' or 'sgd'"):
     DEC(3, optimizer="adagrad")
+  with pytest.raises(ValueError, match="'adam' or 'sgd'"):
+    DEC(3, pretrain_optimizer="adagrad")
   with pytest.raises(RuntimeError, match="not fitted"):
     DEC(3).predict(x)

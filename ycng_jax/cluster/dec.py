@@ -2,8 +2,9 @@
 
 DEC learns an embedding and cluster centres together:
 
-1. pretrain a stacked autoencoder on reconstruction (end to end with Adam, optionally
-   after the paper's greedy layer-wise denoising pretraining);
+1. pretrain a stacked autoencoder on reconstruction (end to end with Adam, or with SGD at
+   learning rate 1 and momentum 0.9 as DEC-keras does for MNIST and Fashion-MNIST,
+   optionally after the paper's greedy layer-wise denoising pretraining);
 2. run k-means (ours, :mod:`ycng_jax.cluster.kmeans`) on the embedding for the centres;
 3. alternate: every ``update_interval`` iterations compute the soft assignments Q of the
    whole data set and the sharpened target P; between updates minimise KL(P || Q) over
@@ -62,8 +63,8 @@ def _check_data(x, input_dim: int | None = None) -> np.ndarray:
 # the optimiser built here with placeholder values updates exactly like the one whose
 # ``init`` made the state.
 @functools.lru_cache(maxsize=64)
-def _jit_pretrain_step(module, mesh: Mesh) -> Callable:
-  opt = dec_steps.make_optimizer("adam", 0.0)
+def _jit_pretrain_step(module, optimizer: str, mesh: Mesh) -> Callable:
+  opt = dec_steps.make_optimizer(optimizer, 0.0, 0.0)
   return jit_train_step(dec_steps.make_pretrain_step(module, opt), mesh, replicated(mesh))
 
 
@@ -147,7 +148,8 @@ class DEC:
   def __init__(
       self, n_clusters: int, *, hidden_dims: Sequence[int] = (500, 500, 2000, 10),
       alpha: float = 1.0, pretrain_epochs: int = 200, pretrain_batch_size: int = 256,
-      pretrain_learning_rate: float = 1e-3, greedy_epochs: int = 0, greedy_dropout: float = 0.2,
+      pretrain_learning_rate: float = 1e-3, pretrain_optimizer: str = "adam",
+      pretrain_momentum: float = 0.9, greedy_epochs: int = 0, greedy_dropout: float = 0.2,
       batch_size: int = 256, max_iter: int = 20_000, update_interval: int = 140,
       tol: float = 1e-3, optimizer: str = "sgd", learning_rate: float = 0.01,
       momentum: float = 0.9, idec: bool = False, gamma: float = 0.1, kmeans_n_init: int = 20,
@@ -165,6 +167,8 @@ class DEC:
     self.pretrain_epochs = pretrain_epochs
     self.pretrain_batch_size = pretrain_batch_size
     self.pretrain_learning_rate = pretrain_learning_rate
+    self.pretrain_optimizer = pretrain_optimizer
+    self.pretrain_momentum = pretrain_momentum
     self.greedy_epochs = greedy_epochs
     self.greedy_dropout = greedy_dropout
     self.batch_size = batch_size
@@ -182,19 +186,21 @@ class DEC:
     self.seed = seed
     self.mesh = mesh
     self.verbose = verbose
-    dec_steps.make_optimizer(optimizer, learning_rate)  # fails early on an unknown name
+    for name in (optimizer, pretrain_optimizer):
+      dec_steps.make_optimizer(name, learning_rate)  # fails early on an unknown name
 
   # --------------------------------------------------------------------------- pretraining
 
   def _train_reconstruction(self, module, params, x: np.ndarray, epochs: int, key: jax.Array,
                             desc: str, augment: bool = False) -> tuple[Any, list[float]]:
-    """Adam on MSE for ``epochs`` passes over ``x`` (each batch through ``self.augment`` if
+    """``pretrain_optimizer`` on MSE for ``epochs`` passes over ``x`` (each batch through ``self.augment`` if
     ``augment``); returns params and per-epoch losses."""
     mesh = self._mesh
     batcher = _Batcher(mesh, self.pretrain_batch_size)
-    opt = dec_steps.make_optimizer("adam", self.pretrain_learning_rate)
+    opt = dec_steps.make_optimizer(self.pretrain_optimizer, self.pretrain_learning_rate,
+                                   self.pretrain_momentum)
     state = jax.device_put(dec_steps.init_state(params["params"], opt, key), replicated(mesh))
-    step = _jit_pretrain_step(module, mesh)
+    step = _jit_pretrain_step(module, self.pretrain_optimizer, mesh)
     rng = np.random.default_rng([self.seed, zlib_hash(desc)])
     n = x.shape[0]
     n_batches = math.ceil(n / batcher.batch_size)

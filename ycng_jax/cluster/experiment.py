@@ -40,7 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.hidden_dims = (500, 500, 2000, 10)
   config.pretrain_epochs = 200
   config.pretrain_batch_size = 256
+  config.pretrain_optimizer = "adam"  # DEC-keras: "sgd", learning rate 1, momentum 0.9
   config.pretrain_learning_rate = 1e-3
+  config.pretrain_momentum = 0.9  # "sgd" only
   config.greedy_epochs = 0  # > 0: the paper's greedy layer-wise denoising pretraining first
   config.greedy_dropout = 0.2
   # DEC-DA (Guo et al. 2018): random rotations and shifts of the images, in pretraining and
@@ -85,7 +87,9 @@ def dec_kwargs(config: ml_collections.ConfigDict, image_shape=None) -> dict:
   return dict(augment=augment,
       hidden_dims=tuple(config.hidden_dims), alpha=config.alpha,
       pretrain_epochs=config.pretrain_epochs, pretrain_batch_size=config.pretrain_batch_size,
-      pretrain_learning_rate=config.pretrain_learning_rate, greedy_epochs=config.greedy_epochs,
+      pretrain_learning_rate=config.pretrain_learning_rate,
+      pretrain_optimizer=config.pretrain_optimizer, pretrain_momentum=config.pretrain_momentum,
+      greedy_epochs=config.greedy_epochs,
       greedy_dropout=config.greedy_dropout, batch_size=config.batch_size,
       max_iter=config.max_iter, update_interval=config.update_interval, tol=config.tol,
       optimizer=config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
