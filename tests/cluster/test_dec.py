@@ -128,6 +128,11 @@ def test_sgd_pretraining_takes_plain_gradient_steps(digits):
   trained = dec.pretrain(x)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                trained, expected)
+  # From the second step on, momentum adds the previous update.
+  two_steps = lambda momentum: DEC(
+      10, seed=5, pretrain_optimizer="sgd", pretrain_learning_rate=0.5, pretrain_momentum=momentum,
+      **(SMALL | dict(pretrain_epochs=2))).pretrain(x)["params"]["encoder_0"]["kernel"]
+  assert not np.allclose(two_steps(0.0), two_steps(0.9))
   adam = DEC(10, seed=5, pretrain_learning_rate=0.5, **config).pretrain(x)
   assert not np.allclose(adam["params"]["encoder_0"]["kernel"],
                          trained["params"]["encoder_0"]["kernel"])
