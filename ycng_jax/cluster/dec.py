@@ -193,8 +193,8 @@ class DEC:
 
   def _train_reconstruction(self, module, params, x: np.ndarray, epochs: int, key: jax.Array,
                             desc: str, augment: bool = False) -> tuple[Any, list[float]]:
-    """``pretrain_optimizer`` on MSE for ``epochs`` passes over ``x`` (each batch through ``self.augment`` if
-    ``augment``); returns params and per-epoch losses."""
+    """``pretrain_optimizer`` on MSE for ``epochs`` passes over ``x`` (each batch through
+    ``self.augment`` if ``augment``); returns params and per-epoch losses."""
     mesh = self._mesh
     batcher = _Batcher(mesh, self.pretrain_batch_size)
     opt = dec_steps.make_optimizer(self.pretrain_optimizer, self.pretrain_learning_rate,
@@ -327,7 +327,8 @@ class DEC:
                       for k in metric_names})
         history.append(entry)
         sums = {}
-        bar.set_postfix(delta=f"{delta:.4f}", loss=f"{entry['loss']:.4f}")
+        # The first update comes before any step: no loss to show yet (history keeps NaN).
+        bar.set_postfix(delta=f"{delta:.4f}", **({"loss": f"{entry['loss']:.4f}"} if count else {}))
         if (ite > 0 and delta < self.tol) or ite >= self.max_iter:
           break
       idx = order[index * bs:(index + 1) * bs]
