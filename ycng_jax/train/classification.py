@@ -179,12 +179,16 @@ def plot_history(history: dict[str, list[float]], path: str):
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
   for ax, name in zip(axes, ("loss", "accuracy")):
-    for key in (name, f"val_{name}"):
-      if key in history:
-        ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", label=key)
+    # Multi-output models log one curve per head ("label_accuracy", "val_group_loss", ...).
+    keys = sorted(k for k in history if k == name or k.endswith(f"_{name}"))
+    for key in keys:
+      ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", label=key)
     ax.set_xlabel("epoch")
     ax.set_title(name)
-    ax.legend()
+    if keys:
+      ax.legend()
+    else:
+      ax.text(0.5, 0.5, f"no {name} recorded", ha="center", va="center", transform=ax.transAxes)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
