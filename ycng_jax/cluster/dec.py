@@ -5,7 +5,10 @@ DEC learns an embedding and cluster centres together:
 1. pretrain a stacked autoencoder on reconstruction (end to end with Adam, or with SGD at
    learning rate 1 and momentum 0.9 as DEC-keras does for MNIST and Fashion-MNIST,
    optionally after the paper's greedy layer-wise denoising pretraining);
-2. run k-means (ours, :mod:`ycng_jax.cluster.kmeans`) on the embedding for the centres;
+2. run k-means (ours, :mod:`ycng_jax.cluster.kmeans`) on the embedding for the centres, or
+   (``init="n2d"``) cluster the embedding's UMAP manifold with a Gaussian mixture
+   (:mod:`ycng_jax.cluster.manifold`, McConville et al. 2019) and start from those clusters'
+   means;
 3. alternate: every ``update_interval`` iterations compute the soft assignments Q of the
    whole data set and the sharpened target P; between updates minimise KL(P || Q) over
    encoder and centres on mini-batches; stop once fewer than ``tol`` of the labels
@@ -38,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ycng_jax.cluster import dec_steps
 from ycng_jax.cluster.kmeans import kmeans
+from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
 from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
 from ycng_jax.train.steps import jit_train_step
@@ -140,6 +144,7 @@ class DEC:
   Attributes set by ``fit``: ``labels_`` (final hard assignments), ``cluster_centers_``
   (in embedding space), ``kmeans_labels_`` (k-means on the pretrained embedding: the
   autoencoder + k-means baseline), ``params_`` ({"autoencoder", "centers"}),
+  ``init_labels_`` (the clusters DEC starts from: k-means', N2D's or the given ones),
   ``autoencoder_params_``, ``pretrain_history_`` (per-epoch reconstruction loss),
   ``history_`` (one dict per target update: ``iteration``, ``loss``, ``kl``,
   ``reconstruction``, ``delta_label``), ``n_iter_``, ``timings_`` (seconds per phase).
@@ -153,6 +158,7 @@ class DEC:
       batch_size: int = 256, max_iter: int = 20_000, update_interval: int = 140,
       tol: float = 1e-3, optimizer: str = "sgd", learning_rate: float = 0.01,
       momentum: float = 0.9, idec: bool = False, gamma: float = 0.1, kmeans_n_init: int = 20,
+      init: str = "kmeans", n2d_neighbors: int = 20,
       augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
       seed: int = 0, mesh: Mesh | None = None, verbose: bool = False):
     if n_clusters < 2:
@@ -181,6 +187,10 @@ class DEC:
     self.idec = idec
     self.gamma = gamma
     self.kmeans_n_init = kmeans_n_init
+    if init not in ("kmeans", "n2d"):
+      raise ValueError(f"init must be 'kmeans' or 'n2d' (UMAP + Gaussian mixture), got {init!r}.")
+    self.init = init
+    self.n2d_neighbors = n2d_neighbors
     self.augment = augment
     self._augment = jax.jit(augment) if augment is not None else None
     self.seed = seed
@@ -273,8 +283,14 @@ class DEC:
     self._assign = _jit_assign(self._model, self.alpha)
     self.input_dim_ = input_dim
 
-  def fit(self, x, autoencoder_params: dict | None = None) -> "DEC":
-    """Pretrains (unless ``autoencoder_params`` is given), initialises with k-means, trains DEC."""
+  def fit(self, x, autoencoder_params: dict | None = None, init_labels=None) -> "DEC":
+    """Pretrains (unless ``autoencoder_params`` is given), initialises, trains DEC.
+
+    The centres start at k-means' (``init="kmeans"``), at the means of N2D's clusters
+    (``init="n2d"``) or, if ``init_labels`` (one cluster id per row of ``x``) is given, at the
+    means of those clusters in the pretrained embedding, e.g. to start IDEC from the
+    clusters a DEC run began with: ``fit(x, dec.autoencoder_params_, dec.init_labels_)``.
+    """
     x = _check_data(x)
     if x.shape[0] < self.n_clusters:
       raise ValueError(f"{x.shape[0]} samples cannot form {self.n_clusters} clusters.")
@@ -290,14 +306,25 @@ class DEC:
 
     z = batcher.apply(self._embed, autoencoder_params, x)
     km = kmeans(key, z, self.n_clusters, n_init=self.kmeans_n_init, mesh=mesh)
-    self.kmeans_labels_ = km.labels
+    self.kmeans_labels_ = np.asarray(km.labels)
     self.timings_["kmeans_s"] = time.perf_counter() - start
+    if init_labels is None and self.init == "n2d":
+      init_labels, _ = umap_gmm(z, self.n_clusters, n_neighbors=self.n2d_neighbors,
+                                seed=self.seed, verbose=self.verbose)
+      self.timings_["n2d_s"] = time.perf_counter() - start - self.timings_["kmeans_s"]
+    if init_labels is None:
+      init_labels, centers = self.kmeans_labels_, km.centers
+    else:
+      centers = centers_from_labels(z, init_labels, self.n_clusters)
+      init_labels = np.asarray(init_labels, np.int32)
+    self.init_labels_ = init_labels
+    init_s = time.perf_counter() - start
 
     opt = dec_steps.make_optimizer(self.optimizer, self.learning_rate, self.momentum)
     net = dec_steps.ClusteringNet(input_dim=self.input_dim_, hidden_dims=self.hidden_dims,
                                   n_clusters=self.n_clusters, alpha=self.alpha,
                                   keep_reconstruction=self.idec)
-    params = {"autoencoder": autoencoder_params["params"], "centers": km.centers}
+    params = {"autoencoder": autoencoder_params["params"], "centers": jnp.asarray(centers)}
     state = jax.device_put(dec_steps.init_state(params, opt, key), replicated(mesh))
     step = _jit_cluster_step(net, self.optimizer, float(self.gamma), mesh)
     assign = self._assign
@@ -306,7 +333,7 @@ class DEC:
     augment_key = jax.random.fold_in(key, 7)
     n, bs = x.shape[0], batcher.batch_size
     order, index = rng.permutation(n), 0
-    labels_last = km.labels
+    labels_last = init_labels
     p = None
     history: list[dict] = []
     metric_names = ("loss", "kl", "reconstruction")
@@ -350,7 +377,7 @@ class DEC:
     self.labels_ = labels_last
     self.history_ = history
     self.n_iter_ = ite
-    self.timings_["cluster_s"] = time.perf_counter() - start - self.timings_["kmeans_s"]
+    self.timings_["cluster_s"] = time.perf_counter() - start - init_s
     return self
 
   # --------------------------------------------------------------------------- inference

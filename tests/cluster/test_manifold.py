@@ -1,0 +1,85 @@
+"""N2D (UMAP + Gaussian mixture) and DEC started from given clusters, on scikit-learn's digits."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from ycng_jax.cluster import DEC, metrics
+from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
+
+
+@pytest.fixture(scope="module")
+def digits():
+  data = load_digits()
+  return (data.data / 16.0).astype(np.float32), data.target
+
+
+def test_umap_gmm_separates_digits(digits):
+  x, y = digits
+  labels, manifold = umap_gmm(x, 10, n_neighbors=15, seed=0)
+  assert labels.dtype == np.int32 and labels.shape == (len(x),)
+  assert manifold.shape == (len(x), 10) and np.all(np.isfinite(manifold))
+  # On the 64 raw pixels our k-means reaches ~0.79 (tests/cluster/test_dec.py); the manifold
+  # separates the digits far better.
+  assert metrics.cluster_accuracy(y, labels) > 0.85
+
+
+def test_umap_gmm_errors():
+  with pytest.raises(ValueError, match="2-D"):
+    umap_gmm(np.zeros(10), 2)
+  with pytest.raises(ValueError, match="n_neighbors"):
+    umap_gmm(np.zeros((10, 3)), 2, n_neighbors=15)
+
+
+def test_centers_from_labels_are_cluster_means():
+  z = np.arange(12, dtype=np.float32).reshape(6, 2)
+  labels = np.array([0, 1, 0, 2, 1, 2])
+  centers = centers_from_labels(z, labels, 3)
+  np.testing.assert_allclose(centers, [z[[0, 2]].mean(0), z[[1, 4]].mean(0), z[[3, 5]].mean(0)])
+  with pytest.raises(ValueError, match="one per sample"):
+    centers_from_labels(z, labels[:5], 3)
+  with pytest.raises(ValueError, match="one per sample"):
+    centers_from_labels(z, labels.astype(np.float32), 3)
+  with pytest.raises(ValueError, match=r"0\.\.2"):
+    centers_from_labels(z, np.array([0, 1, 0, 3, 1, 2]), 3)
+  with pytest.raises(ValueError, match=r"\[2\] empty"):
+    centers_from_labels(z, np.array([0, 1, 0, 1, 1, 0]), 3)
+
+
+SMALL = dict(hidden_dims=(64, 10), pretrain_epochs=3, pretrain_batch_size=64, batch_size=64,
+             update_interval=5, kmeans_n_init=2)
+
+
+def test_dec_starts_from_n2d_clusters(digits):
+  x, y = digits
+  # max_iter=0: no clustering step, so the centres are exactly where DEC starts.
+  dec = DEC(10, seed=0, max_iter=0, init="n2d", n2d_neighbors=15, **SMALL).fit(x)
+  z = dec.transform(x)
+  expected, _ = umap_gmm(z, 10, n_neighbors=15, seed=0)
+  np.testing.assert_array_equal(dec.init_labels_, expected)
+  np.testing.assert_allclose(dec.cluster_centers_, centers_from_labels(z, expected, 10),
+                             rtol=1e-5, atol=1e-5)
+  assert dec.timings_["n2d_s"] > 0
+  assert not np.array_equal(dec.init_labels_, dec.kmeans_labels_)  # not k-means' start
+  assert metrics.cluster_accuracy(y, dec.init_labels_) > 0.5
+
+
+def test_fit_from_given_labels_and_bad_init(digits):
+  x, y = digits
+  first = DEC(10, seed=0, max_iter=0, **SMALL).fit(x)
+  np.testing.assert_array_equal(first.init_labels_, first.kmeans_labels_)
+  # Start a second model on the same autoencoder from the true classes: its centres are the
+  # class means in the embedding, and its labels follow the classes closely.
+  second = DEC(10, seed=0, max_iter=0, **SMALL).fit(
+      x, autoencoder_params=first.autoencoder_params_, init_labels=y)
+  z = second.transform(x)
+  np.testing.assert_allclose(second.cluster_centers_, centers_from_labels(z, y, 10),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(second.init_labels_, y)
+  assert metrics.cluster_accuracy(y, second.labels_) > metrics.cluster_accuracy(
+      y, first.labels_)
+  with pytest.raises(ValueError, match="one per sample"):
+    DEC(10, seed=0, max_iter=0, **SMALL).fit(
+        x, autoencoder_params=first.autoencoder_params_, init_labels=y[:-1])
+  with pytest.raises(ValueError, match="init must be"):
+    DEC(10, init="spectral")
