@@ -55,3 +55,17 @@ def test_dec_da_experiment_augments_images(tmp_path):
   assert "idec_acc_mean" not in result
   saved = json.loads((tmp_path / "seed_0.json").read_text())["settings"]
   assert saved["augment"] is True and saved["augment_rotation"] == 10.0
+
+
+def test_n2d_experiment_adds_the_manifold_row(tmp_path):
+  overrides = {"dataset": "digits", "limit": "400", "seeds": "(0,)", "hidden_dims": "(32, 10)",
+               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
+               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "1",
+               "n2d_neighbors": "10", "idec": "True", "verbose": "False"}
+  result = experiments.run("clustering/n2d_fashion_mnist", tmp_path, overrides)
+  for method in ("kmeans_pixels", "autoencoder_kmeans", "autoencoder_umap_gmm", "dec", "idec"):
+    assert 0.0 < result[f"{method}_acc_mean"] <= 1.0
+  saved = json.loads((tmp_path / "seed_0.json").read_text())
+  assert saved["settings"]["init"] == "n2d" and saved["settings"]["dataset"] == "digits"
+  # Even on a 2-epoch autoencoder N2D is well above chance (~0.13 for random labels here).
+  assert {r["method"]: r["acc"] for r in saved["rows"]}["autoencoder_umap_gmm"] > 0.25

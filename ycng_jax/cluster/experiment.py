@@ -1,7 +1,9 @@
 """Shared runner of the DEC / IDEC experiments (``experiments/clustering/*.py``).
 
 For every seed: k-means on the pixels, the autoencoder + k-means baseline, DEC and (if
-``config.idec``) IDEC from the same pretrained autoencoder.  Writes to the workdir:
+``config.idec``) IDEC from the same pretrained autoencoder. With ``config.init = "n2d"`` the
+table gains N2D (autoencoder + UMAP + Gaussian mixture) and DEC and IDEC start from its
+clusters instead of k-means'.  Writes to the workdir:
 ``metrics.jsonl`` (pretraining losses, DEC history, one row per method and seed),
 ``results.json`` (the table: mean and standard deviation over seeds of acc / NMI / ARI),
 ``embedding.png`` (a 2-D PCA projection of the DEC embedding coloured by cluster) and
@@ -25,7 +27,7 @@ from ycng_jax.cluster.kmeans import KMeans
 from ycng_jax.data.chunk_store import atomic_write
 from ycng_jax.vision.augment import flat_image_augmenter
 
-METHODS = ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec")
+METHODS = ("kmeans_pixels", "autoencoder_kmeans", "autoencoder_umap_gmm", "dec", "idec")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -52,6 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment_shift = 0.1  # fraction of height and width
   # Clustering.
   config.kmeans_n_init = 20
+  config.init = "kmeans"  # or "n2d": start DEC / IDEC from UMAP + Gaussian-mixture clusters
+  config.n2d_neighbors = 20  # UMAP's n_neighbors for init="n2d"
   config.alpha = 1.0
   config.batch_size = 256
   config.max_iter = 20_000
@@ -93,7 +97,8 @@ def dec_kwargs(config: ml_collections.ConfigDict, image_shape=None) -> dict:
       greedy_dropout=config.greedy_dropout, batch_size=config.batch_size,
       max_iter=config.max_iter, update_interval=config.update_interval, tol=config.tol,
       optimizer=config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
-      kmeans_n_init=config.kmeans_n_init, verbose=config.verbose)
+      kmeans_n_init=config.kmeans_n_init, init=config.get("init", "kmeans"),
+      n2d_neighbors=config.get("n2d_neighbors", 20), verbose=config.verbose)
 
 
 def _figures(workdir: pathlib.Path, dec: DEC, x: np.ndarray, image_shape, seed: int) -> None:
@@ -151,12 +156,18 @@ def _run_seed(config: ml_collections.ConfigDict, x: np.ndarray, y: np.ndarray,
   rows.append({"method": "autoencoder_kmeans", "seed": seed,
                **metrics.all_metrics(y, dec.kmeans_labels_),
                "seconds": dec.timings_["pretrain_s"] + dec.timings_["kmeans_s"]})
+  n2d = config.get("init", "kmeans") == "n2d"
+  if n2d:
+    rows.append({"method": "autoencoder_umap_gmm", "seed": seed,
+                 **metrics.all_metrics(y, dec.init_labels_),
+                 "seconds": dec.timings_["pretrain_s"] + dec.timings_["n2d_s"]})
   rows.append({"method": "dec", "seed": seed, **metrics.all_metrics(y, dec.labels_),
                "seconds": dec.timings_["cluster_s"], "iterations": dec.n_iter_})
   if config.idec:
     idec = DEC(config.n_clusters, seed=seed, idec=True, gamma=config.gamma,
                **dec_kwargs(config, image_shape)).fit(
-                   x, autoencoder_params=dec.autoencoder_params_)
+                   x, autoencoder_params=dec.autoencoder_params_,
+                   init_labels=dec.init_labels_ if n2d else None)
     for entry in idec.history_:
       record({"seed": seed, "phase": "idec", **entry})
     rows.append({"method": "idec", "seed": seed, **metrics.all_metrics(y, idec.labels_),
