@@ -62,7 +62,8 @@ def plot_distance_histogram(distances: np.ndarray, same: np.ndarray, threshold: 
   ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.3f}")
   ax.set_xlabel("embedding distance")
   ax.set_title(title)
-  ax.legend()
+  # A fixed corner: loc="best" scans every histogram patch and warns that it is slow.
+  ax.legend(loc="upper right")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
