@@ -27,6 +27,8 @@ def test_umap_gmm_separates_digits(digits):
 def test_umap_gmm_errors():
   with pytest.raises(ValueError, match="2-D"):
     umap_gmm(np.zeros(10), 2)
+  with pytest.raises(ValueError, match="NaN or infinite"):
+    umap_gmm(np.full((30, 3), np.nan), 2, n_neighbors=5)
   with pytest.raises(ValueError, match="n_neighbors"):
     umap_gmm(np.zeros((10, 3)), 2, n_neighbors=15)
 

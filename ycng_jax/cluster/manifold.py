@@ -24,9 +24,11 @@ def umap_gmm(z, n_clusters: int, *, n_neighbors: int = 20, n_components: int | N
   the manifold is (N2D's ``run.sh`` uses 20, with 10 dimensions, for MNIST and Fashion-MNIST).
   """
   z = np.asarray(z, np.float32)
-  if z.ndim != 2 or not np.all(np.isfinite(z)):
-    raise ValueError(f"umap_gmm expects a finite 2-D array (samples, features), got shape "
-                     f"{z.shape}.")
+  if z.ndim != 2:
+    raise ValueError(f"umap_gmm expects a 2-D array (samples, features), got shape {z.shape}.")
+  if not np.all(np.isfinite(z)):
+    raise ValueError("umap_gmm got NaN or infinite values in the embedding; a diverged "
+                     "autoencoder produces them: retrain it with a lower learning rate.")
   if n_clusters < 2 or z.shape[0] <= max(n_neighbors, n_clusters):
     raise ValueError(
         f"umap_gmm needs n_clusters >= 2 and more samples ({z.shape[0]}) than n_neighbors "
