@@ -42,3 +42,30 @@ def debtags_texts(limit: int) -> list[str]:
       if len(texts) == limit:
         break
   return texts
+
+
+def bert_dot_ceiling(hidden: int, intermediate: int, dtype: str, rows: int = 4096,
+                     repeats: int = 10) -> float:
+  """The FLOP/s a BERT layer's dense matmuls reach on this machine under XLA: each of the
+  three shapes (Q/K/V/O: hidden x hidden, FFN up and down) timed alone as a jitted
+  ``(rows, k) x (k, n)`` dot with ``dtype`` operands and float32 products, then combined as a
+  layer does (four hidden x hidden, one up, one down).
+
+  A model whose only cost were these matmuls would run at this rate; dividing a workload's
+  matmul FLOPs by it gives an upper bound on its throughput here, whatever the framework.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  seconds = {}
+  for k, n in {(hidden, hidden), (hidden, intermediate), (intermediate, hidden)}:
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.random((rows, k)), dtype)
+    b = jnp.asarray(rng.random((k, n)), dtype)
+    seconds[k, n] = min(call_times(lambda: dot(a, b).block_until_ready(), repeats))
+  layer_seconds = (4 * seconds[hidden, hidden] + seconds[hidden, intermediate]
+                   + seconds[intermediate, hidden])
+  layer_flops = 2 * rows * (4 * hidden * hidden + 2 * hidden * intermediate)
+  return layer_flops / layer_seconds

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from bench_utils import set_cpu_threads
+from bench_utils import bert_dot_ceiling, set_cpu_threads
 
 # Dense peak FLOP/s by device kind, for model FLOP utilisation (NVIDIA's data sheets; the
 # sparse figures they also print are twice these).
@@ -144,6 +144,8 @@ def main() -> None:
   parser.add_argument("--gpu", action="store_true", help="run both on the GPU (jax's default "
                       "backend must be the GPU) and report model FLOP utilisation")
   parser.add_argument("--only", choices=["ours", "theirs"], help="run one side")
+  parser.add_argument("--no-ceiling", action="store_true",
+                      help="skip the matmul ceiling (CPU only; times this model's dot shapes)")
   parser.add_argument("--threads", type=int, default=0,
                       help="CPU threads for each framework (0: their defaults); 1 gives "
                       "contention-proof CPU-time figures on a shared machine")
@@ -189,6 +191,15 @@ def main() -> None:
   if len(results) == 2:
     print(f"ratio ours/theirs: {results['ours'] / results['theirs']:.2f}x by wall time, "
           f"{cpu_time['theirs'] / cpu_time['ours']:.2f}x by CPU time")
+  if not args.gpu and not args.no_ceiling:
+    # The CPU's counterpart of model FLOP utilisation: the share of the tokens/s this machine's
+    # XLA dots allow if the step's matmuls were its only cost.
+    dtype = "bfloat16" if args.dtype == "bfloat16" or args.matmul_dtype else "float32"
+    rate = bert_dot_ceiling(config.hidden_size, config.intermediate_size, dtype)
+    ceiling = args.batch * args.seq / (train_flops_per_step(config, args.batch, args.seq) / rate)
+    shares = ", ".join(f"{name} {100 * r / ceiling:.0f}%" for name, r in results.items())
+    print(f"ceiling with {dtype} matmul operands (XLA dots at {rate / 1e9:.0f} GFLOP/s): "
+          f"{ceiling:.0f} tokens/s; of it: {shares}")
 
 
 if __name__ == "__main__":

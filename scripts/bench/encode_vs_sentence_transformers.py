@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from bench_utils import debtags_texts, set_cpu_threads
+from bench_utils import bert_dot_ceiling, debtags_texts, set_cpu_threads
 
 
 def timed(fn):
@@ -46,6 +46,8 @@ def main() -> None:
                       help="also time sentence-transformers under torch.autocast(bfloat16)")
   parser.add_argument("--gpu", action="store_true",
                       help="sentence-transformers on CUDA (ours runs on jax's default device)")
+  parser.add_argument("--no-ceiling", action="store_true",
+                      help="skip the matmul ceiling (CPU only; times this model's dot shapes)")
   parser.add_argument("--threads", type=int, default=0,
                       help="CPU threads for each framework (0: their defaults); 1 gives "
                       "contention-proof CPU-time figures on a shared machine")
@@ -114,6 +116,25 @@ def main() -> None:
           f"{cos16.mean():.6f} min {cos16.min():.6f})")
     print(f"ratio ours/theirs-bf16: {bf16_s / ours_s:.2f}x by wall time, "
           f"{bf16_cpu / ours_cpu:.2f}x by CPU time")
+  if not args.gpu and not args.no_ceiling:
+    print_ceiling(ours.config, lengths, {"ours": n / ours_s, "theirs float32": n / theirs_s,
+                  **({"theirs autocast bf16": n / bf16_s} if args.torch_bf16 else {})})
+
+
+def print_ceiling(config, lengths, rates: dict) -> None:
+  """The most sentences/s this CPU allows if the model's matmuls were the only cost, in float32
+  and with bf16 operands, and each side's share of it: how much any framework could still gain."""
+  h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+  lengths = np.asarray(lengths, np.float64)
+  # Every text alone, unpadded: dense layers 2 FLOPs per weight per token, attention 4*h*len^2.
+  flops = layers * (2 * (4 * h * h + 2 * h * i) * lengths.sum() + 4 * h * (lengths ** 2).sum())
+  print(f"matmul work: {flops / 1e9:.0f} GFLOP for {len(lengths)} texts (unpadded)")
+  for dtype in ("float32", "bfloat16"):
+    rate = bert_dot_ceiling(h, i, dtype)
+    ceiling = len(lengths) / (flops / rate)
+    shares = ", ".join(f"{name} {100 * r / ceiling:.0f}%" for name, r in rates.items())
+    print(f"  ceiling with {dtype} operands (XLA dots at {rate / 1e9:.0f} GFLOP/s): "
+          f"{ceiling:.1f} sentences/s; of it: {shares}")
 
 if __name__ == "__main__":
   main()

@@ -27,6 +27,7 @@ def vectors(encoder):
 
 def test_shape_dtype_norm_and_properties(encoder, vectors):
   assert encoder.dim == 384 and encoder.max_seq_length == 256
+  assert encoder.config.hidden_size == 384 and encoder.config.num_hidden_layers == 6
   assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
   np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
   assert np.all(np.isfinite(vectors[1]))  # The empty string is [CLS] [SEP]: a real vector.

@@ -190,6 +190,11 @@ class Encoder:
                mesh=mesh, buckets=buckets)
 
   @property
+  def config(self) -> BertConfig:
+    """The model's ``BertConfig`` (layer sizes, vocabulary size, maximum length)."""
+    return self._module.config
+
+  @property
   def dim(self) -> int:
     return self._module.config.hidden_size
 
