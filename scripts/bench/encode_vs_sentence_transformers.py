@@ -46,6 +46,9 @@ def main() -> None:
                       help="also time sentence-transformers under torch.autocast(bfloat16)")
   parser.add_argument("--gpu", action="store_true",
                       help="sentence-transformers on CUDA (ours runs on jax's default device)")
+  parser.add_argument("--buckets", type=lambda v: tuple(int(x) for x in v.split(",")),
+                      help="ours: row lengths, comma-separated (default: the Encoder's, "
+                      "ycng_jax.text.encoder.length_buckets)")
   parser.add_argument("--no-ceiling", action="store_true",
                       help="skip the matmul ceiling (CPU only; times this model's dot shapes)")
   parser.add_argument("--threads", type=int, default=0,
@@ -72,7 +75,8 @@ def main() -> None:
 
   folder = resolve_model_folder(args.model)
   matmul_dtype = getattr(jnp, args.matmul_dtype) if args.matmul_dtype else None
-  ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype), matmul_dtype=matmul_dtype)
+  ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype), matmul_dtype=matmul_dtype,
+                                buckets=args.buckets)
   torch_device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
   theirs = SentenceTransformer(folder, device=torch_device)
   theirs.max_seq_length = ours.max_seq_length

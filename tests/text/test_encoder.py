@@ -121,8 +121,9 @@ def test_pack_rows_respects_capacity_and_segments():
 
 
 def test_length_buckets():
-  assert length_buckets(256) == (16, 32, 48, 64, 96, 128, 192, 256)
-  assert length_buckets(100) == (16, 32, 48, 64, 96, 100)
+  assert length_buckets(256) == (16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256)
+  assert length_buckets(100) == (16, 32, 48, 64, 80, 96, 100)
+  assert length_buckets(512)[-6:] == (224, 256, 320, 384, 448, 512)
   assert length_buckets(8) == (8,)
 
 
