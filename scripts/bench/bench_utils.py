@@ -52,7 +52,8 @@ def bert_dot_ceiling(hidden: int, intermediate: int, dtype: str, rows: int = 409
   layer does (four hidden x hidden, one up, one down).
 
   A model whose only cost were these matmuls would run at this rate; dividing a workload's
-  matmul FLOPs by it gives an upper bound on its throughput here, whatever the framework.
+  matmul FLOPs by it bounds the throughput of any implementation whose matmuls run no faster
+  than XLA's (a training step's backward matmuls are counted at the forward shapes' rate).
   """
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
