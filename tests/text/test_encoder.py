@@ -1,5 +1,6 @@
 """ycng_jax.text.Encoder on the packaged all-MiniLM-L6-v2 (8 simulated devices, see conftest)."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -118,6 +119,13 @@ def test_pack_rows_respects_capacity_and_segments():
   assert len(rows) <= 1.1 * max(np.ceil(lengths.sum() / 64), np.ceil(500 / 4))
   with pytest.raises(ValueError, match="does not fit"):
     pack_rows(np.array([70]), capacity=64, max_segments=4)
+
+
+def test_token_positions_count_the_packed_rows(encoder):
+  ids, _ = encoder.tokenize(["a cat"])
+  # Three short texts share one row of the shortest usable bucket (64); a step has a row per device.
+  assert encoder.token_positions(["a cat"] * 3, batch_size=4) == (
+      3 * len(ids[0]), 64 * jax.device_count())
 
 
 def test_length_buckets():

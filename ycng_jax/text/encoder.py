@@ -284,6 +284,14 @@ class Encoder:
       progress.close()
     return out
 
+  def token_positions(self, texts: Sequence[str], batch_size: int = 64) -> tuple[int, int]:
+    """``(real tokens, token positions the model computes)`` for ``encode(texts, batch_size)``:
+    the second counts the padding that packing into length-bucket rows leaves."""
+    ids, _ = self.tokenize([t.strip() for t in _check_texts(texts)])
+    lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+    computed = sum(seq * len(step) for seq, step in self._packed_steps(lengths, batch_size))
+    return int(lengths.sum()), int(computed)
+
   def _packed_steps(self, lengths: np.ndarray, batch_size: int):
     """Yields ``(row_length, rows)`` steps; ``rows`` lists text indices per row (``[]`` = padding).
 
