@@ -1,11 +1,18 @@
-"""The GPU benchmark's model FLOP utilisation divides by the peak of the dots that really run."""
+"""The BERT benchmarks' arithmetic: FLOP counts, the peaks they divide by, their arguments."""
 
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "bench"))
 
+import argparse  # noqa: E402  pylint: disable=wrong-import-position
+import types  # noqa: E402  pylint: disable=wrong-import-position
+
+import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+import bench_utils  # noqa: E402  pylint: disable=wrong-import-position
 import bert_train_step  # noqa: E402  pylint: disable=wrong-import-position
+import encode_vs_sentence_transformers  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_float32_dots_count_against_the_tf32_peak_unless_full_precision_is_asked_for():
@@ -15,3 +22,21 @@ def test_float32_dots_count_against_the_tf32_peak_unless_full_precision_is_asked
   assert peak("NVIDIA A100-SXM4-40GB", "float32", "float32") == (19.5e12, "float32")
   assert peak("NVIDIA H100 80GB HBM3", "bfloat16", "highest") == (989e12, "bfloat16")
   assert peak("TPU v5 lite", "bfloat16", None) is None
+
+
+def test_flop_counts_match_a_hand_count():
+  # MiniLM-L6 layer: Q, K, V, O (384 x 384 each) and the 384 x 1536 feed-forward pair.
+  assert bench_utils.bert_layer_weights(384, 1536) == 4 * 147_456 + 2 * 589_824
+  # 2 layers of h=4, i=8 (128 weights each), pooler 16 + classifier 12 weights; batch 1 x 2
+  # tokens: 6 FLOPs per weight per token, plus QK^T and PV (2 x 2*h*seq^2 per layer) x 3.
+  config = types.SimpleNamespace(hidden_size=4, intermediate_size=8, num_hidden_layers=2,
+                                 num_labels=3)
+  assert bert_train_step.train_flops_per_step(config, batch=1, seq=2) == 6 * 284 * 2 + 3 * 128
+
+
+def test_bucket_argument_errors_name_the_bad_value():
+  assert encode_vs_sentence_transformers.bucket_list("64,128,256") == (64, 128, 256)
+  with pytest.raises(argparse.ArgumentTypeError, match="comma-separated"):
+    encode_vs_sentence_transformers.bucket_list("64;128")
+  with pytest.raises(argparse.ArgumentTypeError, match="at least 1 token"):
+    encode_vs_sentence_transformers.bucket_list("0,128")

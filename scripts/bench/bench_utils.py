@@ -44,6 +44,13 @@ def debtags_texts(limit: int) -> list[str]:
   return texts
 
 
+def bert_layer_weights(hidden: int, intermediate: int) -> int:
+  """Dense weights of one BERT layer: the four hidden x hidden projections (Q, K, V, output) and
+  the feed-forward pair (hidden x intermediate, intermediate x hidden). A token costs 2 FLOPs
+  per weight per layer forward."""
+  return 4 * hidden * hidden + 2 * hidden * intermediate
+
+
 def bert_dot_ceiling(hidden: int, intermediate: int, dtype: str, rows: int = 4096,
                      repeats: int = 10) -> float:
   """The FLOP/s a BERT layer's dense matmuls reach on this machine under XLA: each of the
@@ -68,5 +75,5 @@ def bert_dot_ceiling(hidden: int, intermediate: int, dtype: str, rows: int = 409
     seconds[k, n] = min(call_times(lambda: dot(a, b).block_until_ready(), repeats))
   layer_seconds = (4 * seconds[hidden, hidden] + seconds[hidden, intermediate]
                    + seconds[intermediate, hidden])
-  layer_flops = 2 * rows * (4 * hidden * hidden + 2 * hidden * intermediate)
+  layer_flops = 2 * rows * bert_layer_weights(hidden, intermediate)
   return layer_flops / layer_seconds

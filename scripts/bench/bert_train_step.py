@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from bench_utils import bert_dot_ceiling, set_cpu_threads
+from bench_utils import bert_dot_ceiling, bert_layer_weights, set_cpu_threads
 
 # Dense peak FLOP/s by device kind, for model FLOP utilisation (NVIDIA's data sheets; the
 # sparse figures they also print are twice these).
@@ -44,8 +44,7 @@ def matmul_peak(device_kind: str, dtype: str, default_precision: str | None):
 def train_flops_per_step(config, batch: int, seq: int) -> float:
   """6 * params * tokens for the matmuls (embeddings excluded: lookups) + attention scores/context."""
   h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-  per_layer = 4 * h * h + 2 * h * i
-  matmul_params = layers * per_layer + h * h + h * config.num_labels  # + pooler, classifier
+  matmul_params = layers * bert_layer_weights(h, i) + h * h + h * config.num_labels  # + pooler, classifier
   attention = layers * 4 * seq * seq * h * batch  # QK^T and PV, forward, 2 FLOPs per MAC
   return 6 * matmul_params * batch * seq + 3 * attention
 

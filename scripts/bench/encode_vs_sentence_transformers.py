@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from bench_utils import bert_dot_ceiling, debtags_texts, set_cpu_threads
+from bench_utils import bert_dot_ceiling, bert_layer_weights, debtags_texts, set_cpu_threads
 
 
 def timed(fn):
@@ -46,7 +46,7 @@ def main() -> None:
                       help="also time sentence-transformers under torch.autocast(bfloat16)")
   parser.add_argument("--gpu", action="store_true",
                       help="sentence-transformers on CUDA (ours runs on jax's default device)")
-  parser.add_argument("--buckets", type=lambda v: tuple(int(x) for x in v.split(",")),
+  parser.add_argument("--buckets", type=bucket_list,
                       help="ours: row lengths, comma-separated (default: the Encoder's, "
                       "ycng_jax.text.encoder.length_buckets)")
   parser.add_argument("--no-ceiling", action="store_true",
@@ -134,13 +134,25 @@ def main() -> None:
                   **({"theirs autocast bf16": n / bf16_s} if args.torch_bf16 else {})})
 
 
+def bucket_list(text: str) -> tuple[int, ...]:
+  """``--buckets 64,128,256`` -> (64, 128, 256), or an error that names the bad entry."""
+  try:
+    buckets = tuple(int(x) for x in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: give row lengths in tokens, comma-separated, e.g. 64,128,256") from None
+  if any(b < 1 for b in buckets):
+    raise argparse.ArgumentTypeError(f"{text!r}: every row length must be at least 1 token")
+  return buckets
+
+
 def print_ceiling(config, lengths, rates: dict) -> None:
   """The most sentences/s this CPU allows if the model's matmuls were the only cost, in float32
   and with bf16 operands, and each side's share of it: how much any framework could still gain."""
   h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
   lengths = np.asarray(lengths, np.float64)
   # Every text alone, unpadded: dense layers 2 FLOPs per weight per token, attention 4*h*len^2.
-  flops = layers * (2 * (4 * h * h + 2 * h * i) * lengths.sum() + 4 * h * (lengths ** 2).sum())
+  flops = layers * (2 * bert_layer_weights(h, i) * lengths.sum() + 4 * h * (lengths ** 2).sum())
   print(f"matmul work: {flops / 1e9:.0f} GFLOP for {len(lengths)} texts (unpadded)")
   for dtype in ("float32", "bfloat16"):
     rate = bert_dot_ceiling(h, i, dtype)

@@ -107,6 +107,10 @@ def test_bad_input_gives_clear_errors(encoder):
     encoder.encode(["a"], batch_size=0)
   with pytest.raises(FileNotFoundError, match="neither a local model folder"):
     Encoder.from_pretrained("no-such-model")
+  with pytest.raises(ValueError, match="positive whole numbers of tokens"):
+    Encoder.from_pretrained("all-MiniLM-L6-v2", buckets=(0, 256))
+  with pytest.raises(ValueError, match="add a bucket of 256 tokens"):
+    Encoder.from_pretrained("all-MiniLM-L6-v2", buckets=(64, 128))
 
 
 def test_pack_rows_respects_capacity_and_segments():

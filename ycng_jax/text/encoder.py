@@ -155,10 +155,16 @@ class Encoder:
       raise ValueError(f"pooling={pooling!r}; expected mean, cls, max or mean_sqrt_len.")
     self._pooling = pooling
     self._mesh = mesh if mesh is not None else make_mesh()
-    self._buckets = tuple(sorted(buckets)) if buckets else length_buckets(self._max_seq_length)
+    if buckets is not None and (not buckets or any(int(b) != b or b < 1 for b in buckets)):
+      raise ValueError(f"buckets={tuple(buckets)!r}: give positive whole numbers of tokens, "
+                       f"e.g. (64, 128, 256), or None for length_buckets(max_seq_length).")
+    self._buckets = (tuple(sorted({int(b) for b in buckets})) if buckets
+                     else length_buckets(self._max_seq_length))
     if self._buckets[-1] < self._max_seq_length:
       raise ValueError(f"The largest bucket {self._buckets[-1]} is below max_seq_length="
-                       f"{self._max_seq_length}.")
+                       f"{self._max_seq_length}: add a bucket of {self._max_seq_length} tokens.")
+    if max_texts_per_row < 1:
+      raise ValueError(f"max_texts_per_row must be >= 1; got {max_texts_per_row}.")
     self._max_texts_per_row = int(max_texts_per_row)
     self._params = jax.device_put(params, replicated(self._mesh))
     rows = data_sharding(self._mesh)
