@@ -40,3 +40,17 @@ def test_bucket_argument_errors_name_the_bad_value():
     encode_vs_sentence_transformers.bucket_list("64;128")
   with pytest.raises(argparse.ArgumentTypeError, match="at least 1 token"):
     encode_vs_sentence_transformers.bucket_list("0,128")
+
+
+def test_attention_diagnostic_swaps_attention_only_inside_and_restores_it():
+  from ycng_jax.models import attention, bert
+  import jax.numpy as jnp
+  q, k, v = jnp.ones((1, 2, 1, 2)), jnp.ones((1, 2, 1, 2)), jnp.arange(4.0).reshape(1, 2, 1, 2)
+  mask = jnp.ones((1, 1, 2), bool)
+  with pytest.raises(RuntimeError):
+    with encode_vs_sentence_transformers.attention_replaced_by_values():
+      assert (bert.attention(q, k, v, mask, chunk=0) == v).all()
+      raise RuntimeError("a failed timing must not leave the model without attention")
+  assert bert.attention is attention.attention
+  # Real attention with equal scores averages the values over the two positions.
+  assert jnp.allclose(bert.attention(q, k, v, mask), jnp.array([1.0, 2.0]))

@@ -18,6 +18,7 @@ Texts: the ``debtags`` corpus's package descriptions, or ``--texts FILE`` (one t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -30,6 +31,20 @@ def timed(fn):
   t0, c0 = time.perf_counter(), time.process_time()
   out = fn()
   return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+@contextlib.contextmanager
+def attention_replaced_by_values():
+  """A diagnostic: inside, every attention layer of a newly traced BERT returns its values (no
+  scores, no softmax), so timing the model shows what attention costs. Its outputs are not
+  the model's embeddings."""
+  from ycng_jax.models import bert  # pylint: disable=import-outside-toplevel
+  real = bert.attention
+  bert.attention = lambda q, k, v, mask, **_: v
+  try:
+    yield
+  finally:
+    bert.attention = real
 
 
 def main() -> None:
@@ -49,6 +64,9 @@ def main() -> None:
   parser.add_argument("--buckets", type=bucket_list,
                       help="ours: row lengths, comma-separated (default: the Encoder's, "
                       "ycng_jax.text.encoder.length_buckets)")
+  parser.add_argument("--attention-share", action="store_true",
+                      help="also time ours with attention replaced by its values (a diagnostic): "
+                      "the share of our time attention takes, and the most a faster one could give")
   parser.add_argument("--no-ceiling", action="store_true",
                       help="skip the matmul ceiling (CPU only; times this model's dot shapes)")
   parser.add_argument("--threads", type=int, default=0,
@@ -129,6 +147,17 @@ def main() -> None:
           f"{cos16.mean():.6f} min {cos16.min():.6f})")
     print(f"ratio ours/theirs-bf16: {bf16_s / ours_s:.2f}x by wall time, "
           f"{bf16_cpu / ours_cpu:.2f}x by CPU time")
+  if args.attention_share:
+    with attention_replaced_by_values():
+      bare = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype),
+                                     matmul_dtype=matmul_dtype, buckets=args.buckets)
+      bare.encode(warm, batch_size=args.batch_size)
+      bare.precompile(args.batch_size)
+      _, bare_s, _ = timed(lambda: bare.encode(texts, batch_size=args.batch_size))
+    print(f"ours with attention replaced by its values (diagnostic): {n / bare_s:8.1f} "
+          f"sentences/s; attention takes {100 * (1 - bare_s / ours_s):.0f}% of ours; at this "
+          f"rate ours would be {theirs_s / bare_s:.2f}x sentence-transformers float32"
+          + (f", {bf16_s / bare_s:.2f}x its autocast bf16" if args.torch_bf16 else ""))
   if not args.gpu and not args.no_ceiling:
     print_ceiling(ours.config, lengths, {"ours": n / ours_s, "theirs float32": n / theirs_s,
                   **({"theirs autocast bf16": n / bf16_s} if args.torch_bf16 else {})})
