@@ -93,8 +93,9 @@ def main() -> None:
 
   folder = resolve_model_folder(args.model)
   matmul_dtype = getattr(jnp, args.matmul_dtype) if args.matmul_dtype else None
-  ours = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype), matmul_dtype=matmul_dtype,
-                                buckets=args.buckets)
+  load_ours = lambda: Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype),
+                                             matmul_dtype=matmul_dtype, buckets=args.buckets)
+  ours = load_ours()
   torch_device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
   theirs = SentenceTransformer(folder, device=torch_device)
   theirs.max_seq_length = ours.max_seq_length
@@ -149,8 +150,7 @@ def main() -> None:
           f"{bf16_cpu / ours_cpu:.2f}x by CPU time")
   if args.attention_share:
     with attention_replaced_by_values():
-      bare = Encoder.from_pretrained(folder, dtype=getattr(jnp, args.dtype),
-                                     matmul_dtype=matmul_dtype, buckets=args.buckets)
+      bare = load_ours()
       bare.encode(warm, batch_size=args.batch_size)
       bare.precompile(args.batch_size)
       _, bare_s, _ = timed(lambda: bare.encode(texts, batch_size=args.batch_size))

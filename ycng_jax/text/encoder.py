@@ -158,7 +158,7 @@ class Encoder:
     if buckets is not None and (not buckets or any(int(b) != b or b < 1 for b in buckets)):
       raise ValueError(f"buckets={tuple(buckets)!r}: give positive whole numbers of tokens, "
                        f"e.g. (64, 128, 256), or None for length_buckets(max_seq_length).")
-    self._buckets = (tuple(sorted({int(b) for b in buckets})) if buckets
+    self._buckets = (tuple(sorted({int(b) for b in buckets})) if buckets is not None
                      else length_buckets(self._max_seq_length))
     if self._buckets[-1] < self._max_seq_length:
       raise ValueError(f"The largest bucket {self._buckets[-1]} is below max_seq_length="
@@ -259,11 +259,10 @@ class Encoder:
     out = np.zeros((len(texts), self.dim), np.float32)
     if not texts:
       return out
-    ids, truncated = self.tokenize([t.strip() for t in texts])
+    ids, lengths, truncated = self._tokenize_stripped(texts)
     if truncated:
       warnings.warn(f"{truncated} of {len(texts)} texts were longer than max_seq_length="
                     f"{self._max_seq_length} tokens and were truncated.", stacklevel=2)
-    lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
     progress = None
     if show_progress:
       from tqdm.auto import tqdm
@@ -293,10 +292,14 @@ class Encoder:
   def token_positions(self, texts: Sequence[str], batch_size: int = 64) -> tuple[int, int]:
     """``(real tokens, token positions the model computes)`` for ``encode(texts, batch_size)``:
     the second counts the padding that packing into length-bucket rows leaves."""
-    ids, _ = self.tokenize([t.strip() for t in _check_texts(texts)])
-    lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+    _, lengths, _ = self._tokenize_stripped(_check_texts(texts))
     computed = sum(seq * len(step) for seq, step in self._packed_steps(lengths, batch_size))
     return int(lengths.sum()), int(computed)
+
+  def _tokenize_stripped(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, int]:
+    """What ``encode`` embeds: token ids of the stripped texts, their lengths, the truncated count."""
+    ids, truncated = self.tokenize([t.strip() for t in texts])
+    return ids, np.fromiter((len(x) for x in ids), np.int64, len(ids)), truncated
 
   def _packed_steps(self, lengths: np.ndarray, batch_size: int):
     """Yields ``(row_length, rows)`` steps; ``rows`` lists text indices per row (``[]`` = padding).
