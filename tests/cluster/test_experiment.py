@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from ycng_jax import experiments
 
 
@@ -31,8 +33,8 @@ def test_rerun_reads_finished_seeds_and_redoes_changed_settings(tmp_path, monkey
   ran = []
   real_run_seed = experiment._run_seed
   monkeypatch.setattr(experiment, "_run_seed",
-                      lambda config, x, y, shape, seed, record: ran.append(seed) or
-                      real_run_seed(config, x, y, shape, seed, record))
+                      lambda config, x, y, shape, seed, *rest: ran.append(seed) or
+                      real_run_seed(config, x, y, shape, seed, *rest))
   # A killed run rerun with one more seed: seed 0 is read back, only seed 1 runs.
   second = experiments.run("clustering/dec_mnist", tmp_path, {**overrides, "seeds": "(0, 1)"})
   assert ran == [1]
@@ -69,3 +71,34 @@ def test_n2d_experiment_adds_the_manifold_row(tmp_path):
   assert saved["settings"]["init"] == "n2d" and saved["settings"]["dataset"] == "digits"
   # Even on a 2-epoch autoencoder N2D is well above chance (~0.13 for random labels here).
   assert {r["method"]: r["acc"] for r in saved["rows"]}["autoencoder_umap_gmm"] > 0.25
+
+
+def test_run_killed_inside_a_seed_resumes_there(tmp_path, monkeypatch):
+  """Killed during IDEC: the rerun reads DEC's and IDEC's checkpoints, ends with the results
+  of an uninterrupted run, and removes the seed's checkpoints."""
+  from ycng_jax.cluster import dec as dec_module
+  overrides = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
+               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
+               "max_iter": "10", "update_interval": "5", "tol": "0.0", "kmeans_n_init": "1",
+               "checkpoint_seconds": "0.0", "verbose": "False"}
+  expected = experiments.run("clustering/dec_mnist", tmp_path / "whole", overrides)
+  calls, real = [], dec_module._jit_cluster_step
+
+  def dying(*args):
+    step = real(*args)
+    def counted(*step_args):
+      calls.append(1)
+      if len(calls) == 10 + 7:  # all of DEC, then 7 IDEC steps
+        raise KeyboardInterrupt
+      return step(*step_args)
+    return counted
+
+  with monkeypatch.context() as patch:
+    patch.setattr(dec_module, "_jit_cluster_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+      experiments.run("clustering/dec_mnist", tmp_path / "killed", overrides)
+  (seed_dir,) = (tmp_path / "killed" / "checkpoints").iterdir()
+  assert {p.name for p in seed_dir.iterdir()} == {"dec", "idec"}
+  resumed = experiments.run("clustering/dec_mnist", tmp_path / "killed", overrides)
+  assert resumed == expected
+  assert not seed_dir.parent.exists()  # the seed's checkpoints go once it is done

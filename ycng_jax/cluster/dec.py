@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import zlib
 from typing import Any, Callable, Sequence
@@ -40,6 +41,8 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ycng_jax.cluster import dec_steps
+from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, fingerprint, history_from_json,
+                                              history_to_json)
 from ycng_jax.cluster.kmeans import kmeans
 from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
 from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
@@ -147,7 +150,13 @@ class DEC:
   ``init_labels_`` (the clusters DEC starts from: k-means', N2D's or the given ones),
   ``autoencoder_params_``, ``pretrain_history_`` (per-epoch reconstruction loss),
   ``history_`` (one dict per target update: ``iteration``, ``loss``, ``kl``,
-  ``reconstruction``, ``delta_label``), ``n_iter_``, ``timings_`` (seconds per phase).
+  ``reconstruction``, ``delta_label``), ``n_iter_``, ``timings_`` (seconds per phase, in
+  this process).
+
+  With ``checkpoint_dir`` every phase saves an orbax checkpoint there at most every
+  ``checkpoint_seconds`` (at epoch ends and target updates): a killed ``fit``, called again
+  with the same arguments and data, resumes from the newest one and gives the same result as
+  an uninterrupted run (:mod:`ycng_jax.cluster.dec_checkpoint`).
   """
 
   def __init__(
@@ -160,7 +169,8 @@ class DEC:
       momentum: float = 0.9, idec: bool = False, gamma: float = 0.1, kmeans_n_init: int = 20,
       init: str = "kmeans", n2d_neighbors: int = 20,
       augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-      seed: int = 0, mesh: Mesh | None = None, verbose: bool = False):
+      seed: int = 0, mesh: Mesh | None = None, verbose: bool = False,
+      checkpoint_dir: str | os.PathLike | None = None, checkpoint_seconds: float = 60.0):
     if n_clusters < 2:
       raise ValueError(f"n_clusters must be at least 2, got {n_clusters}.")
     if update_interval < 1 or max_iter < 0 or not 0 <= tol < 1:
@@ -198,13 +208,41 @@ class DEC:
     self.verbose = verbose
     for name in (optimizer, pretrain_optimizer):
       dec_steps.make_optimizer(name, learning_rate)  # fails early on an unknown name
+    if checkpoint_seconds < 0:
+      raise ValueError(f"checkpoint_seconds must be >= 0 (0: at every chance), got "
+                       f"{checkpoint_seconds}.")
+    self.checkpoint_dir = checkpoint_dir
+    self.checkpoint_seconds = checkpoint_seconds
+
+  def _settings(self) -> dict[str, Any]:
+    """What a fit's result depends on, besides the data (for checkpoint fingerprints).
+
+    ``augment`` counts only as on or off: a function has no stable identity across
+    processes, so resuming with a different augmentation is the caller's responsibility.
+    """
+    skip = {"mesh", "verbose", "checkpoint_dir", "checkpoint_seconds", "augment", "_augment"}
+    settings = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip
+                and not k.endswith("_")}
+    return {**settings, "augment": self.augment is not None}
+
+  def _fingerprint(self, *arrays) -> str:
+    """The settings' and ``arrays``' fingerprint; not computed without checkpoints."""
+    return fingerprint(self._settings(), *arrays) if self.checkpoint_dir is not None else ""
+
+  def _phase(self, name: str, run_fingerprint: str) -> PhaseCheckpoints | None:
+    if self.checkpoint_dir is None:
+      return None
+    return PhaseCheckpoints(self.checkpoint_dir, name, run_fingerprint, self.checkpoint_seconds)
 
   # --------------------------------------------------------------------------- pretraining
 
   def _train_reconstruction(self, module, params, x: np.ndarray, epochs: int, key: jax.Array,
-                            desc: str, augment: bool = False) -> tuple[Any, list[float]]:
+                            desc: str, augment: bool = False,
+                            checkpoints: PhaseCheckpoints | None = None
+                            ) -> tuple[Any, list[float]]:
     """``pretrain_optimizer`` on MSE for ``epochs`` passes over ``x`` (each batch through
-    ``self.augment`` if ``augment``); returns params and per-epoch losses."""
+    ``self.augment`` if ``augment``); returns params and per-epoch losses. With
+    ``checkpoints`` it resumes from the newest one and saves after epochs."""
     mesh = self._mesh
     batcher = _Batcher(mesh, self.pretrain_batch_size)
     opt = dec_steps.make_optimizer(self.pretrain_optimizer, self.pretrain_learning_rate,
@@ -215,10 +253,19 @@ class DEC:
     n = x.shape[0]
     n_batches = math.ceil(n / batcher.batch_size)
     augment_key = jax.random.fold_in(key, 7)
-    losses = []
-    bar = tqdm(range(epochs), desc=desc, disable=not self.verbose, leave=False)
-    for epoch in bar:
-      order = rng.permutation(n)
+    losses, first_epoch = [], 0
+    restored = checkpoints.restore({"train": state}) if checkpoints else None
+    if restored is not None:
+      first_epoch, tree, meta = restored
+      state, losses = tree["train"], list(meta["losses"])
+      if self.verbose:
+        print(f"{desc}: resuming after epoch {first_epoch} from {checkpoints.directory}")
+    bar = tqdm(total=epochs, initial=first_epoch, desc=desc, disable=not self.verbose,
+               leave=False)
+    for epoch in range(epochs):
+      order = rng.permutation(n)  # drawn for skipped epochs too: a resumed run sees the same
+      if epoch < first_epoch:
+        continue
       epoch_loss = jnp.zeros(())
       for b in range(n_batches):
         idx = order[b * batcher.batch_size:(b + 1) * batcher.batch_size]
@@ -228,7 +275,12 @@ class DEC:
         state, sums = step(state, {"image": xb, "mask": w})
         epoch_loss = epoch_loss + sums["loss"]  # a sum over the real rows
       losses.append(float(epoch_loss) / n)
+      if checkpoints:
+        checkpoints.save(epoch + 1, {"train": state}, {"losses": losses},
+                         force=epoch + 1 == epochs)
+      bar.update(1)
       bar.set_postfix(loss=f"{losses[-1]:.5f}")
+    bar.close()
     return {"params": state.params}, losses
 
   def init_autoencoder(self, input_dim: int) -> dict:
@@ -246,6 +298,7 @@ class DEC:
     """
     x = _check_data(x)
     self._setup(x.shape[1])
+    run = self._fingerprint(x)
     key = jax.random.key(self.seed)
     _, greedy_key, dropout_key = jax.random.split(key, 3)
     start = time.perf_counter()
@@ -258,7 +311,7 @@ class DEC:
         params = pair.init({"params": pkey}, jnp.zeros((1, pair.input_dim)))
         params, losses = self._train_reconstruction(
             pair, params, h, self.greedy_epochs, jax.random.fold_in(dropout_key, i),
-            f"greedy pair {i + 1}/{len(pairs)}")
+            f"greedy pair {i + 1}/{len(pairs)}", checkpoints=self._phase(f"greedy_{i}", run))
         history += losses
         pair_params.append(params)
         h = self._batcher.apply(_jit_pair_encode(pair), params, h)
@@ -267,7 +320,7 @@ class DEC:
       ae_params = self.init_autoencoder(x.shape[1])
     ae_params, losses = self._train_reconstruction(
         self._model, ae_params, x, self.pretrain_epochs, jax.random.fold_in(dropout_key, 99),
-        "pretrain autoencoder", augment=True)
+        "pretrain autoencoder", augment=True, checkpoints=self._phase("pretrain", run))
     self.pretrain_history_ = history + losses
     self.autoencoder_params_ = jax.device_get(ae_params)
     self.timings_ = {"pretrain_s": time.perf_counter() - start}
@@ -294,55 +347,90 @@ class DEC:
     x = _check_data(x)
     if x.shape[0] < self.n_clusters:
       raise ValueError(f"{x.shape[0]} samples cannot form {self.n_clusters} clusters.")
+    given = []  # a start given from outside is part of what a checkpoint must match
     if autoencoder_params is None:
       autoencoder_params = self.pretrain(x)
     else:
       self._setup(x.shape[1])
       self.pretrain_history_, self.timings_ = [], {"pretrain_s": 0.0}
       self.autoencoder_params_ = autoencoder_params
+      given += jax.tree.leaves(autoencoder_params)
+    if init_labels is not None:
+      given.append(np.asarray(init_labels))
+    checkpoints = self._phase("cluster", self._fingerprint(x, *given))
     start = time.perf_counter()
     mesh, batcher = self._mesh, self._batcher
     key = jax.random.fold_in(jax.random.key(self.seed), 1)
-
-    z = batcher.apply(self._embed, autoencoder_params, x)
-    km = kmeans(key, z, self.n_clusters, n_init=self.kmeans_n_init, mesh=mesh)
-    self.kmeans_labels_ = np.asarray(km.labels)
-    self.timings_["kmeans_s"] = time.perf_counter() - start
-    if init_labels is None and self.init == "n2d":
-      init_labels, _ = umap_gmm(z, self.n_clusters, n_neighbors=self.n2d_neighbors,
-                                seed=self.seed, verbose=self.verbose)
-      self.timings_["n2d_s"] = time.perf_counter() - start - self.timings_["kmeans_s"]
-    if init_labels is None:
-      init_labels, centers = self.kmeans_labels_, km.centers
-    else:
-      centers = centers_from_labels(z, init_labels, self.n_clusters)
-      init_labels = np.asarray(init_labels, np.int32)
-    self.init_labels_ = init_labels
-    init_s = time.perf_counter() - start
-
     opt = dec_steps.make_optimizer(self.optimizer, self.learning_rate, self.momentum)
     net = dec_steps.ClusteringNet(input_dim=self.input_dim_, hidden_dims=self.hidden_dims,
                                   n_clusters=self.n_clusters, alpha=self.alpha,
                                   keep_reconstruction=self.idec)
-    params = {"autoencoder": autoencoder_params["params"], "centers": jnp.asarray(centers)}
-    state = jax.device_put(dec_steps.init_state(params, opt, key), replicated(mesh))
+    place_state = lambda centers: jax.device_put(dec_steps.init_state(
+        {"autoencoder": autoencoder_params["params"], "centers": jnp.asarray(centers)}, opt, key),
+        replicated(mesh))
+    place_labels = lambda labels: jax.device_put(np.asarray(labels, np.int32), replicated(mesh))
+    n = x.shape[0]
+    restored = None
+    if checkpoints:
+      no_labels = place_labels(np.zeros(n))
+      restored = checkpoints.restore({
+          "train": place_state(np.zeros((self.n_clusters, self.hidden_dims[-1]), np.float32)),
+          "labels_last": no_labels, "kmeans_labels": no_labels, "init_labels": no_labels})
+
+    if restored is None:
+      z = batcher.apply(self._embed, autoencoder_params, x)
+      km = kmeans(key, z, self.n_clusters, n_init=self.kmeans_n_init, mesh=mesh)
+      self.kmeans_labels_ = np.asarray(km.labels)
+      self.timings_["kmeans_s"] = time.perf_counter() - start
+      if init_labels is None and self.init == "n2d":
+        init_labels, _ = umap_gmm(z, self.n_clusters, n_neighbors=self.n2d_neighbors,
+                                  seed=self.seed, verbose=self.verbose)
+        self.timings_["n2d_s"] = time.perf_counter() - start - self.timings_["kmeans_s"]
+      if init_labels is None:
+        init_labels, centers = self.kmeans_labels_, km.centers
+      else:
+        centers = centers_from_labels(z, init_labels, self.n_clusters)
+        init_labels = np.asarray(init_labels, np.int32)
+      self.init_labels_ = init_labels
+      state = place_state(centers)
+      ite, resumed_at, labels_last, history, sums = 0, -1, init_labels, [], {}
+    else:  # k-means (and N2D) ran before the checkpoint: their results are in it
+      ite, tree, meta = restored
+      state, resumed_at = tree["train"], ite
+      self.kmeans_labels_ = np.asarray(tree["kmeans_labels"])
+      self.init_labels_ = np.asarray(tree["init_labels"])
+      labels_last = np.asarray(tree["labels_last"])
+      history, sums = history_from_json(meta["history"]), meta["sums"]
+      self.timings_["kmeans_s"] = 0.0
+      if self.init == "n2d" and init_labels is None:
+        self.timings_["n2d_s"] = 0.0
+      if self.verbose:
+        print(f"DEC: resuming at iteration {ite} from {checkpoints.directory}")
+    init_s = time.perf_counter() - start
+    labels_placed = (place_labels(self.kmeans_labels_), place_labels(self.init_labels_))
+
     step = _jit_cluster_step(net, self.optimizer, float(self.gamma), mesh)
     assign = self._assign
-
     rng = np.random.default_rng([self.seed, 2])
     augment_key = jax.random.fold_in(key, 7)
-    n, bs = x.shape[0], batcher.batch_size
-    order, index = rng.permutation(n), 0
-    labels_last = init_labels
+    bs = batcher.batch_size
+    batches_per_epoch = math.ceil(n / bs)
+    for _ in range(ite // batches_per_epoch + 1):  # the batch orders of the iterations done
+      order = rng.permutation(n)
+    index = ite % batches_per_epoch
     p = None
-    history: list[dict] = []
     metric_names = ("loss", "kl", "reconstruction")
-    sums: dict = {}
-    ite = 0
-    bar = tqdm(total=self.max_iter, desc="DEC" if not self.idec else "IDEC",
+    bar = tqdm(total=self.max_iter, initial=ite, desc="DEC" if not self.idec else "IDEC",
                disable=not self.verbose, leave=False)
     while True:
       if ite % self.update_interval == 0 or ite == self.max_iter:
+        if checkpoints and ite > resumed_at:
+          checkpoints.save(
+              ite, {"train": state, "labels_last": place_labels(labels_last),
+                    "kmeans_labels": labels_placed[0], "init_labels": labels_placed[1]},
+              {"history": history_to_json(history),
+               "sums": {k: float(v) for k, v in sums.items()}},
+              force=ite == 0)
         q = batcher.apply(assign, _public_params(state.params), x)
         p = np.asarray(dec_steps.target_distribution(jnp.asarray(q)))
         labels = q.argmax(1).astype(np.int32)

@@ -8,13 +8,16 @@ clusters instead of k-means'.  Writes to the workdir:
 ``results.json`` (the table: mean and standard deviation over seeds of acc / NMI / ARI),
 ``embedding.png`` (a 2-D PCA projection of the DEC embedding coloured by cluster) and
 ``clusters.png`` (a grid of samples per DEC cluster), and ``seed_<s>.json`` per finished
-seed, so that a killed run, started again with the same workdir, resumes at its last seed.
+seed. A killed run started again with the same workdir reads the finished seeds and resumes
+the one it was in from its last checkpoint (``checkpoints/``, at most
+``config.checkpoint_seconds`` old).
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import time
 
 import ml_collections
@@ -23,6 +26,7 @@ import numpy as np
 from ycng_jax import data
 from ycng_jax.cluster import metrics
 from ycng_jax.cluster.dec import DEC
+from ycng_jax.cluster.dec_checkpoint import fingerprint
 from ycng_jax.cluster.kmeans import KMeans
 from ycng_jax.data.chunk_store import atomic_write
 from ycng_jax.vision.augment import flat_image_augmenter
@@ -67,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.idec = True
   config.gamma = 0.1
   config.verbose = True
+  # A killed run resumes inside the seed it was in (orbax checkpoints under
+  # workdir/checkpoints, removed once the seed is done), saved at most this often.
+  config.checkpoint_seconds = 60.0
   return config
 
 
@@ -135,20 +142,26 @@ def _figures(workdir: pathlib.Path, dec: DEC, x: np.ndarray, image_shape, seed: 
 def _settings(config: ml_collections.ConfigDict) -> dict:
   """The settings a seed's results depend on (all but the seed list and verbosity)."""
   settings = json.loads(config.to_json())
-  for key in ("seeds", "verbose"):
+  for key in ("seeds", "verbose", "checkpoint_seconds"):
     settings.pop(key, None)
   return settings
 
 
 def _run_seed(config: ml_collections.ConfigDict, x: np.ndarray, y: np.ndarray,
-              image_shape, seed: int, record) -> tuple[list[dict], DEC]:
-  """The four methods for one seed; returns their result rows and the fitted DEC."""
+              image_shape, seed: int, record, checkpoints: pathlib.Path | None = None
+              ) -> tuple[list[dict], DEC]:
+  """The four methods for one seed; returns their result rows and the fitted DEC. DEC and
+  IDEC checkpoint under ``checkpoints`` (if given) and resume from there."""
+  resumable = lambda name: dict(
+      checkpoint_dir=None if checkpoints is None else checkpoints / name,
+      checkpoint_seconds=config.get("checkpoint_seconds", 60.0))
   rows = []
   start = time.perf_counter()
   km = KMeans(config.n_clusters, n_init=config.kmeans_n_init, seed=seed).fit(x)
   rows.append({"method": "kmeans_pixels", "seed": seed, **metrics.all_metrics(y, km.labels_),
                "seconds": time.perf_counter() - start})
-  dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config, image_shape)).fit(x)
+  dec = DEC(config.n_clusters, seed=seed, **dec_kwargs(config, image_shape),
+            **resumable("dec")).fit(x)
   for epoch, loss in enumerate(dec.pretrain_history_):
     record({"seed": seed, "phase": "pretrain", "epoch": epoch + 1, "loss": loss})
   for entry in dec.history_:
@@ -165,7 +178,7 @@ def _run_seed(config: ml_collections.ConfigDict, x: np.ndarray, y: np.ndarray,
                "seconds": dec.timings_["cluster_s"], "iterations": dec.n_iter_})
   if config.idec:
     idec = DEC(config.n_clusters, seed=seed, idec=True, gamma=config.gamma,
-               **dec_kwargs(config, image_shape)).fit(
+               **dec_kwargs(config, image_shape), **resumable("idec")).fit(
                    x, autoencoder_params=dec.autoencoder_params_,
                    init_labels=dec.init_labels_ if n2d else None)
     for entry in idec.history_:
@@ -181,8 +194,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs every seed not finished yet: a killed run resumes at the seed it was in.
 
   Each finished seed leaves ``seed_<s>.json`` in the workdir; a rerun with the same
-  workdir and settings reads those instead of recomputing, so only the interrupted seed
-  starts over. A seed finished under other settings is run again.
+  workdir and settings reads those instead of recomputing, and the interrupted seed goes on
+  from its last checkpoint. A seed finished under other settings is run again.
   """
   settings = _settings(config)
   workdir = pathlib.Path(workdir)
@@ -203,10 +216,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           print(f"seed {seed}: finished earlier, results read from {done}")
           continue
         print(f"seed {seed}: {done} was made with other settings; running it again")
-      seed_rows, dec = _run_seed(config, x, y, image_shape, seed, record)
+      # One folder per seed and settings: checkpoints of other settings never get in the way.
+      checkpoints = workdir / "checkpoints" / f"seed_{seed}_{fingerprint(settings)}"
+      seed_rows, dec = _run_seed(config, x, y, image_shape, seed, record, checkpoints)
       rows += seed_rows
       text = json.dumps({"settings": settings, "rows": seed_rows}, indent=1).encode()
       atomic_write(done, lambda f: f.write(text), ".json")  # a kill leaves no half file
+      shutil.rmtree(checkpoints, ignore_errors=True)
+      if not any(checkpoints.parent.iterdir()):
+        checkpoints.parent.rmdir()
       if not figures_made:
         _figures(workdir, dec, x, image_shape, seed)
         figures_made = True
