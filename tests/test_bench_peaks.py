@@ -48,9 +48,30 @@ def test_attention_diagnostic_swaps_attention_only_inside_and_restores_it():
   q, k, v = jnp.ones((1, 2, 1, 2)), jnp.ones((1, 2, 1, 2)), jnp.arange(4.0).reshape(1, 2, 1, 2)
   mask = jnp.ones((1, 1, 2), bool)
   with pytest.raises(RuntimeError):
-    with encode_vs_sentence_transformers.attention_replaced_by_values():
+    with bench_utils.attention_replaced_by_values():
       assert (bert.attention(q, k, v, mask, chunk=0) == v).all()
       raise RuntimeError("a failed timing must not leave the model without attention")
   assert bert.attention is attention.attention
   # Real attention with equal scores averages the values over the two positions.
   assert jnp.allclose(bert.attention(q, k, v, mask), jnp.array([1.0, 2.0]))
+
+
+def test_attention_diagnostic_keeps_the_query_and_key_projections():
+  """Only attention's own two products leave the compiled layer: XLA must not drop the q and k
+  projections as dead code, or their matmuls would be billed to attention."""
+  import jax
+  import jax.numpy as jnp
+  from ycng_jax.models.bert import BertConfig, BertModel
+  config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64)
+  model, ids = BertModel(config), jnp.ones((2, 8), jnp.int32)
+  params = model.init(jax.random.key(0), ids, jnp.ones_like(ids))
+
+  def compiled_dots():
+    forward = jax.jit(lambda p: jax.tree.leaves(model.apply(p, ids, jnp.ones_like(ids)))[0])
+    return forward.lower(params).compile().as_text().count(" dot(")
+
+  real = compiled_dots()
+  with bench_utils.attention_replaced_by_values():
+    replaced = compiled_dots()
+  assert real >= 8 and replaced == real - 2

@@ -7,6 +7,11 @@ sides. Prints tokens/s of each, the ratio (ours / theirs) and, on a GPU, model F
 
   python scripts/bench/bert_train_step.py --batch 32 --seq 128 --steps 10
   python scripts/bench/bert_train_step.py --gpu --dtype bfloat16 --batch 64 --seq 256 --steps 30
+  python scripts/bench/bert_train_step.py --matmul-dtype bfloat16 --torch-bf16 --attention-share
+
+``--attention-share`` times ours once more with every attention layer returning its values (a
+diagnostic, not the model): what attention's forward and backward cost, and the ratio ours
+would reach if they were free.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import time
 
 import numpy as np
 
-from bench_utils import bert_dot_ceiling, bert_layer_weights, set_cpu_threads
+from bench_utils import (attention_replaced_by_values, bert_dot_ceiling, bert_layer_weights,
+                         set_cpu_threads)
 
 # Dense peak FLOP/s by device kind, for model FLOP utilisation (NVIDIA's data sheets; the
 # sparse figures they also print are twice these).
@@ -143,6 +149,9 @@ def main() -> None:
   parser.add_argument("--gpu", action="store_true", help="run both on the GPU (jax's default "
                       "backend must be the GPU) and report model FLOP utilisation")
   parser.add_argument("--only", choices=["ours", "theirs"], help="run one side")
+  parser.add_argument("--attention-share", action="store_true",
+                      help="also time ours with every attention layer returning its values: "
+                      "the share of our step that attention (forward and backward) takes")
   parser.add_argument("--no-ceiling", action="store_true",
                       help="skip the matmul ceiling (CPU only; times this model's dot shapes)")
   parser.add_argument("--threads", type=int, default=0,
@@ -182,6 +191,13 @@ def main() -> None:
         mfu = train_flops_per_step(config, args.batch, args.seq) * args.steps / wall / peak[0]
         print(f"  model FLOP utilisation {100 * mfu:.1f}% of {device.device_kind} dense "
               f"{peak[1]} peak {peak[0] / 1e12:.0f} TFLOP/s")
+  bare = None
+  if args.attention_share and args.only != "theirs":
+    with attention_replaced_by_values():
+      wall, _, _, _ = run_ours(args, config, folder, ids, mask, labels)
+    bare = tokens / wall
+    print(f"ycng_jax with attention replaced by its values (diagnostic): {bare:10.0f} tokens/s; "
+          f"attention takes {100 * (1 - results['ours'] / bare):.0f}% of our step")
   if args.only != "ours":
     wall, cpu, loss, device = run_theirs(args, folder, ids, mask, labels)
     results["theirs"], cpu_time["theirs"] = tokens / wall, cpu
@@ -190,6 +206,8 @@ def main() -> None:
   if len(results) == 2:
     print(f"ratio ours/theirs: {results['ours'] / results['theirs']:.2f}x by wall time, "
           f"{cpu_time['theirs'] / cpu_time['ours']:.2f}x by CPU time")
+    if bare is not None:
+      print(f"with attention free, ours would be {bare / results['theirs']:.2f}x theirs")
   if not args.gpu and not args.no_ceiling:
     # The CPU's counterpart of model FLOP utilisation: the share of the tokens/s this machine's
     # XLA dots allow if the step's matmuls were its only cost.

@@ -18,12 +18,12 @@ Texts: the ``debtags`` corpus's package descriptions, or ``--texts FILE`` (one t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import numpy as np
 
-from bench_utils import bert_dot_ceiling, bert_layer_weights, debtags_texts, set_cpu_threads
+from bench_utils import (attention_replaced_by_values, bert_dot_ceiling, bert_layer_weights,
+                         debtags_texts, set_cpu_threads)
 
 
 def timed(fn):
@@ -31,20 +31,6 @@ def timed(fn):
   t0, c0 = time.perf_counter(), time.process_time()
   out = fn()
   return out, time.perf_counter() - t0, time.process_time() - c0
-
-
-@contextlib.contextmanager
-def attention_replaced_by_values():
-  """A diagnostic: inside, every attention layer of a newly traced BERT returns its values (no
-  scores, no softmax), so timing the model shows what attention costs. Its outputs are not
-  the model's embeddings."""
-  from ycng_jax.models import bert  # pylint: disable=import-outside-toplevel
-  real = bert.attention
-  bert.attention = lambda q, k, v, mask, **_: v
-  try:
-    yield
-  finally:
-    bert.attention = real
 
 
 def main() -> None:
