@@ -405,9 +405,11 @@ class DEC:
       if self.init == "n2d" and init_labels is None:
         self.timings_["n2d_s"] = 0.0
       if self.verbose:
-        print(f"DEC: resuming at iteration {ite} from {checkpoints.directory}")
+        print(f"{'IDEC' if self.idec else 'DEC'}: resuming at iteration {ite} from "
+              f"{checkpoints.directory}")
     init_s = time.perf_counter() - start
-    labels_placed = (place_labels(self.kmeans_labels_), place_labels(self.init_labels_))
+    if checkpoints:  # saved with every checkpoint, placed once
+      labels_placed = (place_labels(self.kmeans_labels_), place_labels(self.init_labels_))
 
     step = _jit_cluster_step(net, self.optimizer, float(self.gamma), mesh)
     assign = self._assign
