@@ -220,7 +220,7 @@ class DEC:
     ``augment`` counts only as on or off: a function has no stable identity across
     processes, so resuming with a different augmentation is the caller's responsibility.
     """
-    skip = {"mesh", "verbose", "checkpoint_dir", "checkpoint_seconds", "augment", "_augment"}
+    skip = {"mesh", "verbose", "checkpoint_dir", "checkpoint_seconds", "augment"}
     settings = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip
                 and not k.endswith("_")}
     return {**settings, "augment": self.augment is not None}
