@@ -159,3 +159,16 @@ def test_bfloat16_kernel_keeps_the_database_in_bfloat16(superblock):
   rows = plan.rows_per_device
   shard_shapes = (f"f32[{rows},16]", f"f32[{rows // plan.block},{plan.block},16]")
   assert not [line for line in hlo.splitlines() if any(s in line for s in shard_shapes)]
+
+
+@pytest.mark.parametrize("num_queries", [8, 24, 48])  # chunks of 8, 8 and 16
+def test_rescore_in_query_chunks_equals_one_gather(num_queries):
+  rng = np.random.default_rng(num_queries)
+  grouped_rows = jnp.asarray(rng.standard_normal((40, 4, 16), dtype=np.float32))
+  top_groups = jnp.asarray(rng.integers(0, 40, (num_queries, 3)), jnp.int32)
+  queries = jnp.asarray(rng.standard_normal((num_queries, 16), dtype=np.float32))
+  scores = knn._rescore(grouped_rows, lambda rows: rows, top_groups, queries)
+  expected = np.einsum("qkgd,qd->qkg", np.asarray(grouped_rows)[np.asarray(top_groups)],
+                       np.asarray(queries))
+  assert scores.shape == (num_queries, 3, 4)
+  np.testing.assert_allclose(np.asarray(scores), expected, rtol=1e-5, atol=1e-5)
