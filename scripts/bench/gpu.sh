@@ -23,7 +23,7 @@ for bench in "${@:-bert search encode kmeans features}"; do for b in $bench; do 
   search)
     run 170 bash scripts/bench/gpu_search.sh --no-ann ;;
   encode)
-    run 90 python scripts/bench/encode_vs_sentence_transformers.py --gpu --model "$MODEL" "${texts[@]}" \
+    run 150 python scripts/bench/encode_vs_sentence_transformers.py --gpu --model "$MODEL" "${texts[@]}" \
       --n 5000 --batch-size 256 --dtype bfloat16 --torch-bf16 ;;
   kmeans)
     run 60 python scripts/bench/kmeans_vs_sklearn.py --repeats 1 "${data[@]}" ;;

@@ -71,6 +71,22 @@ def test_precompile_leaves_nothing_to_compile(encoder):
     encoder.precompile(batch_size=0)
 
 
+def test_a_large_call_runs_only_precompiled_steps(encoder):
+  # 40 texts of ~45 tokens fill a step of 64-token rows (32 rows at batch_size 64) and leave 8
+  # rows; with 3 texts of ~70 and 2 of ~100 tokens no other group fills a step. The leftovers
+  # move on to longer rows instead of running as short steps, each a new shape to compile.
+  encoder.precompile(batch_size=64)
+  compiled = encoder._embed._cache_size()  # pylint: disable=protected-access
+  texts = ([" ".join(["packages"] * (40 + i % 8)) for i in range(40)]
+           + [" ".join(["packages"] * (66 + i)) for i in range(3)]
+           + [" ".join(["packages"] * (96 + i)) for i in range(2)])
+  together = encoder.encode(texts, batch_size=64)
+  assert encoder._embed._cache_size() == compiled  # pylint: disable=protected-access
+  picks = [0, 39, 40, 44]
+  alone = np.concatenate([encoder.encode([texts[i]]) for i in picks])
+  np.testing.assert_allclose(together[picks], alone, atol=1e-5)
+
+
 def test_matches_pytorch_mean_pooling(encoder, vectors):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")

@@ -308,19 +308,36 @@ class Encoder:
     ``_SHORTEST_ROW`` tokens, below which attention is a small share of the cost), and each group
     is packed into rows of its own length: a corpus with a few long texts does not pay
     long-row attention (cost per token grows with the row length) for all the short ones.
+
+    Only full steps (``_step_rows``: the shapes ``precompile`` compiles) run until the last
+    group: the texts of a group's rows that do not fill a whole step move on to the next longer
+    group, whose rows hold them too. The last group's remainder is padded to a full step, or,
+    when the whole call is smaller than one step, to the next power of two of rows (a few search
+    queries should not pay a full step). A large call thus compiles nothing new, where a short
+    step per group cost one compile each (on an H200, seconds apiece: 5,000 texts took 4.2 s
+    instead of ~0.4).
     """
     usable = self._row_lengths()
     row_length = usable[np.searchsorted(usable, lengths)]
-    for seq in np.unique(row_length):
-      members = np.flatnonzero(row_length == seq)
+    groups = np.unique(row_length)
+    carried: list[int] = []
+    emitted = False
+    for g, seq in enumerate(groups):
+      members = np.concatenate([np.asarray(carried, np.int64), np.flatnonzero(row_length == seq)])
       rows = [[int(members[i]) for i in row]
               for row in pack_rows(lengths[members], int(seq), self._max_texts_per_row)]
-      # A small call (a few search queries) gets a small step: at most the rows it needs.
-      needed = 1 << (len(rows) - 1).bit_length()
-      step_rows = _round_up(min(self._step_rows(seq, batch_size), needed), self._mesh.size)
-      for start in range(0, len(rows), step_rows):
-        step = rows[start:start + step_rows]
-        yield int(seq), step + [[]] * (step_rows - len(step))
+      full = self._step_rows(int(seq), batch_size)
+      last = g == len(groups) - 1
+      whole = len(rows) if last else len(rows) // full * full
+      carried = [i for row in rows[whole:] for i in row]
+      for start in range(0, whole, full):
+        step = rows[start:start + full]
+        if len(step) < full and not emitted:  # The whole call is smaller than one step.
+          size = _round_up(min(full, 1 << (len(step) - 1).bit_length()), self._mesh.size)
+        else:
+          size = full
+        emitted = True
+        yield int(seq), step + [[]] * (size - len(step))
 
   def _row_lengths(self) -> np.ndarray:
     """The buckets that rows are packed to: at least ``_SHORTEST_ROW`` tokens."""
