@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+
+# Benchmark the checkout these scripts live in, not whichever ycng_jax is installed: an editable
+# install can point at another clone (CI's does), and an A/B against an older worktree would
+# then time the same code twice. Every benchmark imports this module before ycng_jax.
+_CHECKOUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+if sys.path[:1] != [_CHECKOUT]:
+  sys.path.insert(0, _CHECKOUT)
 
 
 def call_times(fn, repeats: int) -> list[float]:

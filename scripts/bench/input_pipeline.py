@@ -18,6 +18,9 @@ parser.add_argument("--devices", type=int, default=8)
 args = parser.parse_args()
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
+# Benchmark the checkout this script lives in, not whichever ycng_jax is installed.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
 import flax.linen as nn  # pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp

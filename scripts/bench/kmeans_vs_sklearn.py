@@ -17,7 +17,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import sys
 import time
+
+# Benchmark the checkout this script lives in, not whichever ycng_jax is installed.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import faiss
 import jax
