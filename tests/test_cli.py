@@ -1,6 +1,7 @@
 """The `ycng` command: list, data info --json, clear errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -56,3 +57,24 @@ def test_quickstart_runs_and_writes_metrics(tmp_path):
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert lines[-1]["final"] and all("step" in l for l in lines)
   assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 3
+
+
+def test_bad_folders_are_one_error_line(tmp_path, capsys):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  cases = [
+      (["run", "topic1/sequential_mlp", "--workdir", str(a_file)],
+       f"the workdir {a_file} is a file, not a folder"),
+      (["run", "topic1/sequential_mlp", "--workdir", str(a_file / "sub")],
+       f"cannot write in the workdir {a_file / 'sub'} (Not a directory)"),
+      (["data", "info", "digits", "--data-dir", str(a_file)],
+       f"the data folder {a_file} (--data-dir) is a file, not a folder"),
+      (["search", str(tmp_path), "a query"], f"{tmp_path} is not an index folder"),
+  ]
+  if os.path.isdir("/sys"):  # even root may not create folders there
+    cases.append((["run", "topic1/sequential_mlp", "--workdir", "/sys/ycng_workdir"],
+                  "cannot write in the workdir /sys/ycng_workdir ("))
+  for args, message in cases:
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ycng: error: {message}") and len(err.splitlines()) == 1, err

@@ -141,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
   if overrides and args.command != "run":
     raise SystemExit("ycng: --config.KEY=VALUE overrides only apply to `ycng run`.")
   from ycng_jax.data import registry, sources  # pylint: disable=import-outside-toplevel
-  from ycng_jax import experiments  # pylint: disable=import-outside-toplevel
+  from ycng_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  # What the user can fix is one line; anything else (a bug) keeps its traceback.
   try:
     return args.fn(args)
-  except (experiments.ExperimentError, registry.UnknownDatasetError,
-          sources.MissingSourceError) as e:
+  except (UserError, registry.UnknownDatasetError, sources.MissingSourceError) as e:
     print(f"ycng: error: {e}", file=sys.stderr)
     return 2
 

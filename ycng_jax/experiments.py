@@ -16,13 +16,16 @@ import os
 import pathlib
 import re
 import sys
+import tempfile
 import types
 from typing import Any, Callable
 
 import ml_collections
 
+from ycng_jax.errors import UserError
 
-class ExperimentError(ValueError):
+
+class ExperimentError(UserError):
   """A bad experiment name or config override; the message lists the valid choices."""
 
 
@@ -117,13 +120,27 @@ def resolve_runner(module: types.ModuleType, config: ml_collections.ConfigDict) 
   return getattr(importlib.import_module(module_name), function)
 
 
+def prepare_workdir(workdir: pathlib.Path) -> None:
+  """Create ``workdir`` if needed and make sure files can be written in it."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ExperimentError(f"the workdir {workdir} is a file, not a folder; give --workdir a folder "
+                          "(it is created if missing)")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise ExperimentError(f"cannot write in the workdir {workdir} ({e.strerror or e}); give "
+                          "--workdir a folder you can write to") from None
+
+
 def run(name: str, workdir: str | os.PathLike | None = None,
         overrides: dict[str, str] | None = None) -> dict:
   """Run an experiment; returns its final metrics (also in WORKDIR/metrics.jsonl)."""
   module = load_module(name)
   config = apply_overrides(module.get_config(), overrides or {})
   workdir = pathlib.Path(workdir or pathlib.Path("workdirs") / pathlib.Path(name).with_suffix("").as_posix())
-  workdir.mkdir(parents=True, exist_ok=True)
+  prepare_workdir(workdir)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   result = resolve_runner(module, config)(config, str(workdir))
   return json.loads(json.dumps(result or {}, default=float))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 
+from ycng_jax.errors import UserFileError
+
 
 def cache_dir() -> pathlib.Path:
   """Root of everything ycng-jax writes for itself: `$YCNG_JAX_CACHE` or ~/.cache/ycng_jax."""
@@ -13,10 +15,17 @@ def cache_dir() -> pathlib.Path:
 
 def data_dir(override: str | os.PathLike | None = None) -> pathlib.Path:
   """Where prepared TFDS datasets live: the argument, `$YCNG_JAX_DATA_DIR`, or <cache>/datasets."""
-  if override:
-    return pathlib.Path(override).expanduser()
   env = os.environ.get("YCNG_JAX_DATA_DIR")
-  return pathlib.Path(env).expanduser() if env else cache_dir() / "datasets"
+  if override:
+    path, given = pathlib.Path(override).expanduser(), "--data-dir"
+  elif env:
+    path, given = pathlib.Path(env).expanduser(), "$YCNG_JAX_DATA_DIR"
+  else:
+    path, given = cache_dir() / "datasets", "the cache's datasets folder"
+  if path.exists() and not path.is_dir():
+    raise UserFileError(f"the data folder {path} ({given}) is a file, not a folder; give a folder "
+                        "(it is created if missing)")
+  return path
 
 
 def raw_dir() -> pathlib.Path:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from ycng_jax.errors import UserError
 from ycng_jax.search import knn
 from ycng_jax.search.faiss_backend import FAISS_DEFAULTS, FAISS_SEARCH_PARAMS, FaissBackend
 from ycng_jax.search.storage import IndexFormatError, read_container, write_container
@@ -156,7 +157,7 @@ class Index:
       ``"ip"``) or squared distances (ascending, ``"l2"``), and int64 ids.
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-      raise ValueError(f"k must be a positive integer, got {k!r}.")
+      raise UserError(f"k must be a positive integer, got {k!r}.")
     if self.ntotal == 0:
       raise ValueError("the index is empty: add vectors before searching.")
     if k > self.ntotal:

@@ -15,6 +15,7 @@ import pathlib
 from typing import Sequence
 
 
+from ycng_jax.errors import UserFileError
 from ycng_jax.search import Index
 from ycng_jax.text import corpus as corpus_lib
 
@@ -82,8 +83,8 @@ def search(folder: str | os.PathLike, queries: Sequence[str], k: int = 10, *, en
   """The ``k`` best documents for each query: dicts of rank, score, id, title, text."""
   folder = pathlib.Path(folder)
   if not (folder / INFO).is_file():
-    raise FileNotFoundError(f"{folder} is not an index folder (no {INFO}); build one with "
-                            "`ycng index build CORPUS --out DIR`.")
+    raise UserFileError(f"{folder} is not an index folder (no {INFO}); build one with "
+                        "`ycng index build CORPUS --out DIR`.")
   info = json.loads((folder / INFO).read_text())
   if encoder is None:
     from ycng_jax.text.encoder import (  # pylint: disable=import-outside-toplevel
