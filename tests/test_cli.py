@@ -59,6 +59,27 @@ def test_quickstart_runs_and_writes_metrics(tmp_path):
   assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 3
 
 
+TINY_RUN = ["--config.train_examples=640", "--config.test_examples=256", "--config.num_epochs=1",
+            "--config.batch_size=64", "--config.verbose=0", "--config.tensorboard=False"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.validation_split=1.5"],
+     "config.validation_split must be a number in [0.0, 1.0), got 1.5."),
+    (["--config.num_epochs=-1"], "config.num_epochs must be an integer >= 1, got -1."),
+    (["--config.dataset=rotten_tomatoes"], "dataset 'rotten_tomatoes' has no 'image' feature"),
+    (["--config.model.name=nosuch.module:Foo"],
+     "cannot import 'nosuch.module:Foo': there is no module 'nosuch'"),
+    (["--config.batch_size=100"], "config.batch_size=100 must be divisible by the 8 devices"),
+    (["--config.optimizer.name=adamm"], "optax has no optimizer 'adamm'"),
+])
+def test_bad_run_input_is_one_error_line(args, message, tmp_path, capsys):
+  assert cli.main(["run", "topic1/sequential_mlp", "--workdir", str(tmp_path), *TINY_RUN,
+                   *args]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"ycng: error: {message}") and len(err.splitlines()) == 1, err
+
+
 def test_bad_folders_are_one_error_line(tmp_path, capsys):
   a_file = tmp_path / "a_file"
   a_file.write_text("")

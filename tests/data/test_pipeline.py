@@ -98,3 +98,9 @@ def test_tokenize_pads_to_few_length_buckets():
   short = transform({"text": texts[[0, 1, 4]], "mask": np.ones(3, np.float32)})
   assert short["input_ids"].shape == (3, 8)
   assert text.bucket_length(9, (8, 16), 128) == 16 and text.bucket_length(300, (8, 16), 128) == 128
+
+
+def test_a_batch_size_that_is_not_a_whole_number_is_refused():
+  with pytest.raises(ValueError, match=r"^global_batch_size must be an integer >= 1, got 32\.5 "
+                     r"\(float\)\.$"):
+    Loader(SOURCE, global_batch_size=32.5)

@@ -33,6 +33,11 @@ def test_optimizer_config_errors_are_clear():
     optim.make_schedule("cosinus", 0.1, 10)
   with pytest.raises(ValueError, match="no parameter trainable"):
     optim.trainable_labels({"a": jnp.ones(1)}, trainable=["^b"])
+  for make in (lambda: optim.make_optimizer("adam", -1.0),
+               lambda: optim.optimizer_from_config({"name": "adam", "learning_rate": -1.0}, 10)):
+    with pytest.raises(ValueError, match=r"^learning_rate must be a number in \[0\.0, inf\), "
+                       r"got -1\.0\.$"):
+      make()
 
 
 def test_schedule_lr_cannot_be_set_by_callbacks():

@@ -188,3 +188,8 @@ class Debtags(_Builder):
 BUILDERS: dict[str, type[_Builder]] = {
     b.name: b for b in (Mnist, FashionMnist, Digits, RottenTomatoes, ReutersCornGrain, Debtags)
 }
+
+
+def image_datasets() -> list[str]:
+  """Our datasets with an ``image`` feature: what the image classifiers can train on."""
+  return sorted(name for name, b in BUILDERS.items() if issubclass(b, _ImageBuilder))

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from ycng_jax.errors import UserError, whole_number
 from ycng_jax.train import mesh as mesh_lib
 
 Batch = dict[str, np.ndarray]
@@ -79,14 +80,14 @@ class Loader:
                prefetch: int = 2, num_threads: int = 2):
     self._source = _ArraySource(source) if isinstance(source, Mapping) else _RecordSource(source)
     self.mesh = mesh if mesh is not None else mesh_lib.make_mesh()
-    self.global_batch_size = int(global_batch_size)
+    self.global_batch_size = whole_number("global_batch_size", global_batch_size, 1)
     n_devices, n_processes = self.mesh.devices.size, jax.process_count()
-    if self.global_batch_size <= 0 or self.global_batch_size % n_devices:
-      raise ValueError(
+    if self.global_batch_size % n_devices:
+      raise UserError(
           f"global_batch_size={global_batch_size} must be a positive multiple of the number of "
-          f"devices in the mesh ({n_devices}); e.g. use {max(1, global_batch_size // n_devices + 1) * n_devices}.")
+          f"devices in the mesh ({n_devices}); e.g. use {(global_batch_size // n_devices + 1) * n_devices}.")
     if drop_remainder and self._source.length < self.global_batch_size:
-      raise ValueError(f"The source has {self._source.length} examples, fewer than one batch of "
+      raise UserError(f"The source has {self._source.length} examples, fewer than one batch of "
                        f"{self.global_batch_size} with drop_remainder=True: lower the batch size.")
     self.local_batch_size = self.global_batch_size // n_processes
     self.num_examples = self._source.length

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ycng_jax.errors import UserError, real_number, whole_number
 from ycng_jax.train import callbacks as cb_lib
 from ycng_jax.train import checkpoint as ckpt_lib
 from ycng_jax.train import distributed, logging_callbacks as log_lib, optim
@@ -67,27 +68,60 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def check_config(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict | None = None):
-  """An unknown key (a typo) is an error that lists the valid keys."""
+  """An unknown key (a typo) or a value out of range is an error that says what is valid."""
   reference = reference or base_config()
   for key in config.keys():
     if key not in reference:
-      raise ValueError(f"unknown config key {key!r} for the classification runner; valid keys: "
-                       f"{sorted(reference.keys())}")
+      raise UserError(f"unknown config key {key!r} for the classification runner; valid keys: "
+                      f"{sorted(reference.keys())}")
     if isinstance(reference[key], ml_collections.ConfigDict) and key not in ("model",):
       sub_ref, sub = reference[key], config[key]
       for k in sub.keys():
         if k not in sub_ref and k != "kwargs":
-          raise ValueError(f"unknown config key '{key}.{k}'; valid: {sorted(sub_ref.keys())}")
+          raise UserError(f"unknown config key '{key}.{k}'; valid: {sorted(sub_ref.keys())}")
+  check_values(config)
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+  """Each number the runner reads in its range, before any data is loaded or model built."""
+
+  def check(key, kind, *bounds, **open_ends):
+    if key in config:
+      kind(f"config.{key}", config[key], *bounds, **open_ends)
+
+  check("num_epochs", whole_number, 1)
+  check("train_examples", whole_number, 0)  # 0: all
+  check("test_examples", whole_number, 0)
+  check("validation_split", real_number, 0.0, 1.0)
+  check("batch_size", whole_number, 1)
+  check("eval_batch_size", whole_number, 1)
+  check("grad_accum_steps", whole_number, 1)
+  check("label_smoothing", real_number, 0.0, 1.0, high_open=False)
+  check("ema_decay", real_number, 0.0, 1.0)
+  check("image_scale", real_number, 0.0, low_open=True)
+  check("log_every_steps", whole_number, 1)
+  check("backup_every_steps", whole_number, 0)  # 0: at epoch ends only
+  check("keep_checkpoints", whole_number, 1)
 
 
 def import_object(path: str) -> Any:
   """``"package.module:Name"`` -> the object."""
-  if ":" not in path:
-    raise ValueError(f"expected 'package.module:Name', got {path!r}")
+  example = "e.g. 'ycng_jax.models.mlp:MLP'"
+  if path.count(":") != 1:
+    raise UserError(f"expected 'package.module:Name' ({example}), got {path!r}")
   module, name = path.split(":")
-  obj = getattr(importlib.import_module(module), name, None)
+  try:
+    imported = importlib.import_module(module)
+  except ModuleNotFoundError as e:
+    # Only a missing module of the path itself is a typo; one it imports is an install problem.
+    if e.name is None or not (module == e.name or module.startswith(f"{e.name}.")):
+      raise
+    raise UserError(f"cannot import {path!r}: there is no module {e.name!r}; give an importable "
+                    f"'package.module:Name' ({example})") from None
+  obj = getattr(imported, name, None)
   if obj is None:
-    raise ValueError(f"{module} has no {name!r}")
+    public = sorted(n for n in vars(imported) if not n.startswith("_"))
+    raise UserError(f"module {module} has no {name!r} (from {path!r}); it has {public}")
   return obj
 
 
@@ -105,7 +139,13 @@ def make_preprocess(image_scale: float) -> Callable:
 def load_splits(config) -> tuple[dict, dict | None, dict]:
   """Train / validation (or None) / test arrays, labels as int32."""
   import ycng_jax.data as ydata
+  from ycng_jax.data.builders import image_datasets
   train, test = ydata.load(config.dataset, "train"), ydata.load(config.dataset, "test")
+  missing = [k for k in ("image", "label") if k not in train]
+  if missing:
+    raise UserError(f"dataset {config.dataset!r} has no {' or '.join(map(repr, missing))} feature "
+                    f"(it has {sorted(train)}); this runner trains image classifiers: set "
+                    f"config.dataset to one of {image_datasets()}")
   train = {k: np.asarray(train[k]) for k in ("image", "label")}
   test = {k: np.asarray(test[k]) for k in ("image", "label")}
   if config.train_examples:
@@ -131,7 +171,30 @@ def build_model(config, num_classes: int):
   try:
     return model_cls(**kwargs)
   except TypeError as e:
-    raise ValueError(f"model {config.model.name} does not accept {sorted(kwargs)}: {e}") from e
+    raise UserError(f"model {config.model.name} does not accept {sorted(kwargs)}: {e}") from e
+
+
+def check_labels(splits: dict[str, dict | None], num_classes: int) -> None:
+  """Labels are integers in ``[0, num_classes)``.
+
+  Any other label gets an all-zero one-hot row: loss 0 and no gradient, so a shifted label set
+  would train on nothing without a word.
+  """
+  for split, arrays in splits.items():
+    if arrays is None:
+      continue
+    labels = np.asarray(arrays["label"])
+    if not np.issubdtype(labels.dtype, np.integer):
+      raise UserError(f"the {split} labels must be integers in [0, {num_classes}), got dtype "
+                      f"{labels.dtype}")
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+      values = np.unique(labels[outside])
+      shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
+      raise UserError(
+          f"the {split} labels must be in [0, {num_classes}) (num_classes={num_classes}), but "
+          f"{int(outside.sum())} of {len(labels)} are not: {shown}. Map the labels to "
+          f"0..{num_classes - 1}, or set config.model.kwargs.num_classes to cover them.")
 
 
 def build_trainer(config, mesh, num_classes: int, total_steps: int, model: Any = None) -> Trainer:
@@ -199,7 +262,8 @@ def make_loaders(config, mesh, train: dict, val: dict | None, test: dict) -> dic
   from ycng_jax.data.pipeline import Loader
   n_dev = mesh.devices.size
   if config.batch_size % n_dev:
-    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_dev} devices")
+    raise UserError(f"config.batch_size={config.batch_size} must be divisible by the {n_dev} "
+                    f"devices; e.g. use {(config.batch_size // n_dev + 1) * n_dev}")
   eval_batch = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
 
   def eval_loader(arrays):
@@ -243,6 +307,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
   mesh = make_mesh(config.num_devices or None)
   train_arrays, val, test = splits if splits is not None else load_splits(config)
   num_classes = int(max(train_arrays["label"].max(), test["label"].max())) + 1
+  model = model if model is not None else build_model(config, num_classes)
+  check_labels({"train": train_arrays, "validation": val, "test": test},
+               getattr(model, "num_classes", None) or num_classes)
   loaders = make_loaders(config, mesh, train_arrays, val, test)
   train_loader, val_loader, test_loader = loaders["train"], loaders["val"], loaders["test"]
   total_steps = config.num_epochs * train_loader.steps_per_epoch

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
+from ycng_jax.errors import whole_number
 from ycng_jax.train.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ycng_jax.train.logging_callbacks import MetricsLogger
 from ycng_jax.train.trainer import Trainer, _add_sums, averages, peek
@@ -146,6 +147,9 @@ def fit(trainer: Trainer, train_data: Iterable, *, epochs: int = 1,
   Returns:
     The History callback (``history.history[metric]`` per epoch).
   """
+  whole_number("epochs", epochs, 1)
+  whole_number("initial_epoch", initial_epoch, 0)
+  whole_number("validation_freq", validation_freq, 1)
   if steps_per_epoch is None:
     steps_per_epoch = getattr(train_data, "steps_per_epoch", None)
     if steps_per_epoch is None:

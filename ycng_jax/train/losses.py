@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ycng_jax.errors import UserError, real_number
+
 LossFn = Callable[[Any, Mapping[str, jax.Array]], dict[str, jax.Array]]
 
 
@@ -29,11 +31,22 @@ def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing
   return {f"{prefix}loss": loss, f"{prefix}accuracy": accuracy}
 
 
+def batch_labels(batch: Mapping[str, jax.Array], label_key: str) -> jax.Array:
+  """``batch[label_key]``, or an error naming the keys the batch has (raised while tracing)."""
+  if label_key not in batch:
+    raise UserError(f"the loss reads the labels from batch[{label_key!r}], but the batches have "
+                    f"keys {sorted(batch)}; add {label_key!r} to the data, or name the key that "
+                    "holds the labels (make_classification_loss(label_key=...))")
+  return batch[label_key]
+
+
 def make_classification_loss(label_key: str = "label", label_smoothing: float = 0.0) -> LossFn:
   """The loss function of a single-output classifier whose labels are ``batch[label_key]``."""
+  real_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=False)
 
   def loss_fn(logits, batch):
-    return classification_loss(logits, batch[label_key], label_smoothing=label_smoothing)
+    return classification_loss(logits, batch_labels(batch, label_key),
+                                label_smoothing=label_smoothing)
 
   return loss_fn
 
@@ -52,10 +65,12 @@ def make_weighted_loss(parts: Mapping[str, tuple[str, float, str]]) -> LossFn:
     metrics = {}
     for name, (label_key, weight, kind) in parts.items():
       if kind == "classification":
-        part = classification_loss(outputs[name], batch[label_key], prefix=f"{name}_")
+        part = classification_loss(outputs[name], batch_labels(batch, label_key),
+                                   prefix=f"{name}_")
       elif kind == "regression":
-        pred = outputs[name].astype(jnp.float32).reshape(batch[label_key].shape)
-        err = (pred - batch[label_key].astype(jnp.float32)) ** 2
+        target = batch_labels(batch, label_key)
+        pred = outputs[name].astype(jnp.float32).reshape(target.shape)
+        err = (pred - target.astype(jnp.float32)) ** 2
         part = {f"{name}_loss": err.reshape(err.shape[0], -1).mean(-1)}
       else:
         raise ValueError(f"loss kind {kind!r} for output {name!r}: use classification/regression")

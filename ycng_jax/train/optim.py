@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ycng_jax.errors import UserError, real_number
+
 PyTree = Any
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear", "exponential")
@@ -30,6 +32,7 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *, warmup_s
   rate, as in Keras, because a schedule recomputes it at every step.
   """
   total_steps = max(int(total_steps), 1)
+  real_number("learning_rate", learning_rate, 0.0)
   if name == "constant":
     if warmup_steps:
       return optax.linear_schedule(0.0, learning_rate, warmup_steps)
@@ -43,7 +46,7 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *, warmup_s
     return optax.linear_schedule(learning_rate, learning_rate * end_factor, total_steps)
   if name == "exponential":
     return optax.exponential_decay(learning_rate, transition_steps or total_steps, decay_rate)
-  raise ValueError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")
+  raise UserError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")
 
 
 def make_optimizer(name: str = "adam", learning_rate: float | optax.Schedule = 1e-3, *,
@@ -60,11 +63,13 @@ def make_optimizer(name: str = "adam", learning_rate: float | optax.Schedule = 1
   """
   constructor = getattr(optax, name, None)
   if constructor is None or not callable(constructor):
-    raise ValueError(f"optax has no optimizer {name!r} (e.g. 'adam', 'adamw', 'sgd', 'lion')")
+    raise UserError(f"optax has no optimizer {name!r} (e.g. 'adam', 'adamw', 'sgd', 'lion')")
+  if not callable(learning_rate) and not isinstance(learning_rate, jax.Array):
+    real_number("learning_rate", learning_rate, 0.0)  # a schedule or a traced value is the caller's
   try:
     inner = optax.inject_hyperparams(constructor)(learning_rate=learning_rate, **kwargs)
   except TypeError as e:
-    raise ValueError(f"bad arguments for optax.{name}: {sorted(kwargs)}: {e}") from e
+    raise UserError(f"bad arguments for optax.{name}: {sorted(kwargs)}: {e}") from e
   parts = []
   if clip_value:
     parts.append(optax.clip(clip_value))
@@ -92,7 +97,7 @@ def optimizer_from_config(cfg: Mapping[str, Any], total_steps: int) -> optax.Gra
            "clip_norm", "clip_value", "kwargs"}
   unknown = set(cfg) - known
   if unknown:
-    raise ValueError(f"unknown optimizer config keys {sorted(unknown)}; valid: {sorted(known)}")
+    raise UserError(f"unknown optimizer config keys {sorted(unknown)}; valid: {sorted(known)}")
   lr = make_schedule(cfg.get("schedule", "constant"), cfg.get("learning_rate", 1e-3), total_steps,
                      warmup_steps=cfg.get("warmup_steps", 0) or 0,
                      end_factor=cfg.get("end_factor", 0.0) or 0.0,
