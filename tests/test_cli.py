@@ -63,6 +63,31 @@ TINY_RUN = ["--config.train_examples=640", "--config.test_examples=256", "--conf
             "--config.batch_size=64", "--config.verbose=0", "--config.tensorboard=False"]
 
 
+def _tree(folder):
+  return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns)
+          for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_changed_config_does_not_resume_another_runs_checkpoints(tmp_path, capsys):
+  run = ["run", "topic1/sequential_mlp", "--workdir", str(tmp_path), *TINY_RUN]
+  assert cli.main(run) == 0
+  first = json.loads(capsys.readouterr().out)
+  before = _tree(tmp_path)
+  assert cli.main(run + ["--config.optimizer.learning_rate=0.0"]) == 2
+  captured = capsys.readouterr()
+  assert captured.out == "" and len(captured.err.splitlines()) == 1
+  assert captured.err.startswith(f"ycng: error: the checkpoints in {tmp_path}/checkpoints/backup "
+                                 "(up to step 9) belong to a run with other settings; what "
+                                 "differs (checkpoints -> this run): optimizer.learning_rate: "
+                                 "0.001 -> 0.0. Nothing was changed.")
+  assert _tree(tmp_path) == before  # config.json still says 0.001; no checkpoint was touched
+  # settings that leave the result alone may change: the same run, resumed
+  assert cli.main(run + ["--config.log_every_steps=3", "--config.eval_batch_size=128"]) == 0
+  captured = capsys.readouterr()
+  assert "BackupAndRestore: resumed from step 9" in captured.err
+  assert json.loads(captured.out)["test_accuracy"] == first["test_accuracy"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--config.validation_split=1.5"],
      "config.validation_split must be a number in [0.0, 1.0), got 1.5."),

@@ -141,6 +141,11 @@ def run(name: str, workdir: str | os.PathLike | None = None,
   config = apply_overrides(module.get_config(), overrides or {})
   workdir = pathlib.Path(workdir or pathlib.Path("workdirs") / pathlib.Path(name).with_suffix("").as_posix())
   prepare_workdir(workdir)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  config_json = workdir / "config.json"
+  # A config.json already there describes the run whose checkpoints are in the workdir; this run
+  # may be refused (another config), so it replaces that record only once it has finished.
+  if not config_json.exists():
+    config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   result = resolve_runner(module, config)(config, str(workdir))
+  config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   return json.loads(json.dumps(result or {}, default=float))

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
+from ycng_jax.errors import UserError
 from ycng_jax.train import classification
+from ycng_jax.train.checkpoint import ResumeMismatchError
 from ycng_jax.train.logging_callbacks import read_metrics
 
 OVERRIDES = {
@@ -55,6 +57,25 @@ def _backup_steps(workdir):
 
 def _strip_final(lines):
   return [r for r in lines if not r.get("final")]
+
+
+def _files(workdir):
+  """Every file under ``workdir`` with its size and modification time."""
+  out = {}
+  for root, _, names in os.walk(workdir):
+    for name in names:
+      stat = os.stat(os.path.join(root, name))
+      out[os.path.relpath(os.path.join(root, name), workdir)] = (stat.st_size, stat.st_mtime_ns)
+  return out
+
+
+def _damage_arrays(step_dir):
+  """Garbage in the OCDBT manifests: every array read fails, the JSON items still read."""
+  for root, _, names in os.walk(step_dir / "state"):
+    for name in names:
+      if name == "manifest.ocdbt":
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"garbage")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +133,56 @@ def test_corrupt_newest_checkpoint_is_reported_and_previous_used(reference, tmp_
   assert f"checkpoint step {steps[-1]}" in err and "unreadable" in err
   assert f"resumed from step {steps[-2]}" in err
   assert final == ref_final
+
+
+def test_no_readable_backup_stops_the_run_and_keeps_them(reference, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference[0], workdir)
+  for step in _backup_steps(workdir):
+    _damage_arrays(workdir / "checkpoints" / "backup" / str(step))
+  before = _files(workdir)
+  with pytest.raises(UserError, match=r"none of the backups in .*checkpoints/backup \(steps "
+                     r"\[\d+, \d+\]\) can be read; .* delete that folder or run in another workdir"):
+    classification.run(make_config(), str(workdir))
+  assert _files(workdir) == before
+
+
+def test_a_changed_config_is_refused_and_nothing_is_overwritten(reference, tmp_path):
+  ref_dir, _ = reference
+  workdir = tmp_path / "run"
+  shutil.copytree(ref_dir, workdir)
+  before = _files(workdir)
+  config = make_config()
+  config.optimizer.learning_rate = 0.0
+  config.num_epochs = 5
+  config.model.kwargs.hidden = (64,)  # the old arrays would not even fit this model
+  with pytest.raises(ResumeMismatchError) as caught:
+    classification.run(config, str(workdir))
+  message = str(caught.value)
+  assert message.startswith(f"the checkpoints in {workdir / 'checkpoints' / 'backup'} (up to "
+                            f"step {_backup_steps(workdir)[-1]}) belong to a run with other "
+                            "settings; what differs (checkpoints -> this run): ")
+  assert ("model.kwargs.hidden: [32] -> [64]; num_epochs: 3 -> 5; optimizer.learning_rate: "
+          "0.003 -> 0.0. Nothing was changed.") in message
+  assert "another workdir (ycng run --workdir DIR) or delete the old run's workdir" in message
+  assert _files(workdir) == before
+  # other data (fewer examples) is a different run as well, named by the data's digest
+  config = make_config()
+  config.train_examples = 1000
+  with pytest.raises(ResumeMismatchError, match=r"data_digest: \"\w+\" -> \"\w+\"; "
+                     "train_examples: 0 -> 1000"):
+    classification.run(config, str(workdir))
+  assert _files(workdir) == before
+
+
+def test_settings_that_leave_the_result_alone_may_change(reference, tmp_path, capfd):
+  ref_dir, ref_final = reference
+  workdir = tmp_path / "run"
+  shutil.copytree(ref_dir, workdir)
+  config = make_config()
+  config.log_every_steps, config.backup_every_steps, config.keep_checkpoints = 7, 0, 3
+  assert classification.run(config, str(workdir)) == ref_final
+  assert f"resumed from step {_backup_steps(workdir)[-1]}" in capfd.readouterr().err
 
 
 def test_unknown_config_key_is_a_clear_error(tmp_path):

@@ -13,26 +13,13 @@ error rather than a silent mix of two runs.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-import zlib
 from typing import Any
 
-import numpy as np
-
+from ycng_jax.fingerprints import fingerprint  # noqa: F401 (DEC imports it from here)
 from ycng_jax.train.checkpoint import CheckpointStore, abstract_like
-
-
-def fingerprint(settings: dict[str, Any], *arrays: Any) -> str:
-  """A short, process-independent digest of JSON-able ``settings`` and numpy-able arrays."""
-  digest = zlib.crc32(json.dumps(settings, sort_keys=True, default=str).encode())
-  for array in arrays:
-    array = np.ascontiguousarray(array)
-    digest = zlib.crc32(f"{array.dtype}{array.shape}".encode(), digest)
-    digest = zlib.crc32(memoryview(array).cast("B"), digest)
-  return f"{digest:08x}"
 
 
 class PhaseCheckpoints:

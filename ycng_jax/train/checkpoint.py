@@ -17,6 +17,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
+from ycng_jax import fingerprints
+from ycng_jax.errors import UserError
 from ycng_jax.train.callbacks import Callback, _improved, _monitor_op
 
 log = logging.getLogger(__name__)
@@ -93,13 +95,14 @@ class CheckpointStore:
       return self.manager.latest_step()
     best, best_value = None, None
     for step in self.all_steps():
-      meta = self._read_meta(step)
+      meta = self.read_meta(step)
       value = (meta or {}).get("metrics", {}).get(self.monitor)
       if value is not None and math.isfinite(value) and _improved(self.mode, value, best_value, 0):
         best, best_value = step, value
     return best
 
-  def _read_meta(self, step: int) -> dict | None:
+  def read_meta(self, step: int) -> dict | None:
+    """The JSON ``meta`` item of ``step``, or None if it cannot be read."""
     try:
       return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
     except Exception:  # pylint: disable=broad-except
@@ -200,11 +203,16 @@ class BackupAndRestore(Callback):
   uninterrupted run. ``save_freq``: ``"epoch"`` or every that many steps (epoch ends are
   always saved too). Backups are kept after training unless ``delete_checkpoint``, so
   rerunning a finished command only re-evaluates.
+
+  ``settings``: what the run's result depends on (``run_settings`` makes it from a runner's
+  config). Every backup records it, and backups recorded with other settings are never
+  resumed nor overwritten: constructing the callback raises ``ResumeMismatchError``, which
+  names each setting that differs.
   """
   runs_last = True
 
   def __init__(self, backup_dir: str, save_freq: str | int = "epoch", max_to_keep: int = 2,
-               delete_checkpoint: bool = False):
+               delete_checkpoint: bool = False, settings: Mapping[str, Any] | None = None):
     super().__init__()
     if max_to_keep < 2:
       raise ValueError("BackupAndRestore keeps at least 2 backups so a corrupt newest one has a "
@@ -212,12 +220,35 @@ class BackupAndRestore(Callback):
     self.backup_dir, self.save_freq = backup_dir, save_freq
     self.delete_checkpoint = delete_checkpoint
     self.store = CheckpointStore(backup_dir, max_to_keep=max_to_keep)
+    self.settings = None if settings is None else fingerprints.flatten(settings)
     self.restored_step: int | None = None
+    if self.settings is not None:
+      self._check_settings()
+
+  def _check_settings(self) -> None:
+    """Refuse backups of another run: compare the newest readable record with ours."""
+    for step in reversed(self.store.all_steps()):
+      meta = self.store.read_meta(step)
+      if meta is None:
+        continue  # restore_into reports it, then tries the previous one
+      if "settings" not in meta:
+        _report(f"the backups in {self.store.directory} predate settings records, so they "
+                "cannot be checked against this run's settings; resuming them as they are")
+        return
+      changed = fingerprints.differences(meta["settings"], self.settings)
+      if changed:
+        raise ResumeMismatchError(self.store.directory, step, changed)
+      return
 
   def restore_into(self, loop) -> bool:
     """Called by the fit loop before training: load the newest readable backup, if any."""
     found = self.store.restore(abstract_like(self.trainer.state))
     if found is None:
+      steps = self.store.all_steps()
+      if steps:  # training from scratch would write over them
+        raise UserError(
+            f"none of the backups in {self.store.directory} (steps {steps}) can be read; see the "
+            "warnings above. To start over, delete that folder or run in another workdir.")
       return False
     step, state, meta = found
     self.trainer.state = state
@@ -232,7 +263,10 @@ class BackupAndRestore(Callback):
     if _should_skip(self.trainer, logs, "BackupAndRestore"):
       return
     loop = self.trainer.loop
-    self.store.save(loop.global_step, self.trainer.state, loop.snapshot())
+    meta = loop.snapshot()
+    if self.settings is not None:
+      meta["settings"] = self.settings
+    self.store.save(loop.global_step, self.trainer.state, meta)
 
   def on_train_batch_end(self, batch, logs=None):
     loop = self.trainer.loop
@@ -248,6 +282,41 @@ class BackupAndRestore(Callback):
       import shutil
       self.store.close()
       shutil.rmtree(self.store.directory, ignore_errors=True)
+
+
+class ResumeMismatchError(UserError):
+  """Backups in a directory belong to a run with other settings (``differences`` says which)."""
+
+  def __init__(self, directory: str, step: int, differences: list[str], shown: int = 8):
+    self.directory, self.step, self.differences = directory, step, differences
+    listed = "; ".join(differences[:shown])
+    if len(differences) > shown:
+      listed += f"; and {len(differences) - shown} more"
+    super().__init__(
+        f"the checkpoints in {directory} (up to step {step}) belong to a run with other "
+        f"settings; what differs (checkpoints -> this run): {listed}. Nothing was changed. To "
+        "resume that run, run it with its settings again; to start this one, give it another "
+        "workdir (ycng run --workdir DIR) or delete the old run's workdir.")
+
+
+# Config keys of the runners that change how a run is carried out, watched or saved, not what
+# it computes: a resumed run may change them. The device layout (num_devices, param_sharding)
+# and eval_batch_size can change the last bits of float sums, never what is computed.
+RUN_ONLY_KEYS = frozenset({
+    "log_every_steps", "backup_every_steps", "keep_checkpoints", "verbose", "tensorboard",
+    "terminate_on_nan", "eval_batch_size", "num_devices", "param_sharding", "distributed"})
+
+
+def run_settings(config: Mapping[str, Any], *arrays: Any) -> dict[str, Any]:
+  """A runner config's keys that change the result, and ``data_digest``: ``arrays``' fingerprint.
+
+  For ``BackupAndRestore(settings=...)``; ``config`` is a ConfigDict or a nested dict.
+  """
+  config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  settings = {k: v for k, v in config.items() if k not in RUN_ONLY_KEYS}
+  if arrays:
+    settings["data_digest"] = fingerprints.fingerprint({}, *arrays)
+  return fingerprints.flatten(settings)
 
 
 def load_checkpoint(directory: str, trainer, which: str | int = "latest",

@@ -213,7 +213,9 @@ def build_trainer(config, mesh, num_classes: int, total_steps: int, model: Any =
                  ema_decay=config.ema_decay or None, seed=config.seed)
 
 
-def default_callbacks(config, workdir: str, has_validation: bool) -> list:
+def default_callbacks(config, workdir: str, has_validation: bool,
+                      settings: dict | None = None) -> list:
+  """The runner's callbacks; ``settings`` (default: the config's) tie the backups to the run."""
   cbs: list = []
   if config.terminate_on_nan:
     cbs.append(cb_lib.TerminateOnNaN())
@@ -231,7 +233,8 @@ def default_callbacks(config, workdir: str, has_validation: bool) -> list:
                                         monitor=monitor, max_to_keep=1))
   cbs.append(ckpt_lib.BackupAndRestore(os.path.join(workdir, "checkpoints", "backup"),
                                        save_freq=config.backup_every_steps or "epoch",
-                                       max_to_keep=max(2, config.keep_checkpoints)))
+                                       max_to_keep=max(2, config.keep_checkpoints),
+                                       settings=settings or ckpt_lib.run_settings(config)))
   return cbs
 
 
@@ -312,6 +315,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
                getattr(model, "num_classes", None) or num_classes)
   loaders = make_loaders(config, mesh, train_arrays, val, test)
   train_loader, val_loader, test_loader = loaders["train"], loaders["val"], loaders["test"]
+  # Before the model is initialised and compiled: backups of another run stop this one here.
+  arrays = [a[k] for a in (train_arrays, val or {}, test) for k in sorted(a)]
+  callbacks = default_callbacks(config, workdir, val_loader is not None,
+                                ckpt_lib.run_settings(config, *arrays))
+  callbacks += list(extra_callbacks or [])
   total_steps = config.num_epochs * train_loader.steps_per_epoch
   trainer = build_trainer(config, mesh, num_classes, total_steps, model)
   trainer.init(peek(train_loader))
@@ -319,7 +327,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
     ckpt_lib.load_checkpoint(config.init_from, trainer, which="latest")
   if prepare is not None:
     prepare(trainer)
-  callbacks = default_callbacks(config, workdir, val_loader is not None) + list(extra_callbacks or [])
   history = trainer.fit(train_loader, epochs=config.num_epochs, validation_data=val_loader,
                         callbacks=callbacks, verbose=config.verbose, workdir=workdir,
                         log_every_steps=config.log_every_steps)

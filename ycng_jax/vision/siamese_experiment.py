@@ -267,9 +267,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> SiameseResult:
                VerificationAUC(embed, val["image"], val_pairs["_first"], val_pairs["_second"],
                                val_pairs["pair_label"]),
                log_lib.CSVLogger(os.path.join(workdir, "history.csv")),
-               ckpt_lib.BackupAndRestore(os.path.join(workdir, "checkpoints", "backup"),
-                                         save_freq=config.backup_every_steps or "epoch",
-                                         max_to_keep=max(2, config.keep_checkpoints))]
+               ckpt_lib.BackupAndRestore(
+                   os.path.join(workdir, "checkpoints", "backup"),
+                   save_freq=config.backup_every_steps or "epoch",
+                   max_to_keep=max(2, config.keep_checkpoints),
+                   settings=ckpt_lib.run_settings(config, *train_arrays.values(), *val.values()))]
   if config.tensorboard:
     callbacks.append(log_lib.TensorBoard(os.path.join(workdir, "tensorboard")))
   history = trainer.fit(train_loader, epochs=config.num_epochs, validation_data=val_loader,
