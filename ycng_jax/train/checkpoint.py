@@ -30,9 +30,25 @@ def abstract_like(tree: Any) -> Any:
 
 
 def _report(message: str):
-  log.warning(message)
+  log.info(message)  # a logging handler (absl installs one) would print it a second time
   if jax.process_index() == 0:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def _read_every_stored_value(state_dir: str) -> None:
+  """Read the whole OCDBT store of an orbax item, one value at a time; raise if any fails.
+
+  Orbax restores all arrays concurrently on a fresh asyncio loop and closes it as soon as one
+  read fails: the reads still in flight then complete into the closed loop, and each prints
+  a "RuntimeError: Event loop is closed" traceback. Reading synchronously first finds the
+  damage before orbax starts, so an unreadable checkpoint costs one warning line.
+  """
+  if not os.path.isfile(os.path.join(state_dir, "manifest.ocdbt")):
+    return  # not an OCDBT item: orbax reports what is wrong on its own
+  import tensorstore as ts
+  store = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{state_dir}/"}).result()
+  for key in store.list().result():
+    store.read(key).result()
 
 
 def _state_handler() -> ocp.PyTreeCheckpointHandler:
@@ -118,6 +134,7 @@ class CheckpointStore:
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
     for s in steps:
       try:
+        _read_every_stored_value(os.path.join(self.directory, str(s), "state"))
         restored = self.manager.restore(s, args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(
                 abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(
@@ -125,8 +142,9 @@ class CheckpointStore:
         if restored.meta is None or restored.state is None:
           raise ValueError("an item is missing")
       except Exception as e:  # pylint: disable=broad-except
+        reason = " ".join(str(e).split())[:200]
         _report(f"checkpoint step {s} in {self.directory} is unreadable ({type(e).__name__}: "
-                f"{str(e)[:300]}); " + ("trying the previous one" if step is None else "giving up"))
+                f"{reason}); " + ("trying the previous one" if step is None else "giving up"))
         continue
       return s, restored.state, dict(restored.meta)
     return None
