@@ -78,3 +78,13 @@ def test_a_model_name_that_does_not_import_is_a_user_error():
   with pytest.raises(UserError, match="expected 'package.module:Name'"):
     classification.import_object("ycng_jax.models.mlp.MLP")
 
+
+def test_a_nan_loss_says_whether_a_checkpoint_was_saved(tmp_path):
+  config = tiny_config(**{"optimizer.learning_rate": 1e30})  # step 1 is finite, step 2 is not
+  with pytest.raises(FloatingPointError, match=r"^training stopped at step 2: the loss became "
+                     r"NaN/inf\. No checkpoint was saved before that\. Lower "):
+    classification.run(config, str(tmp_path / "none"))
+  config.backup_every_steps = 1
+  with pytest.raises(classification.DivergedError, match=r"The last good checkpoint \(step 1\) is "
+                     r"in .*/one/checkpoints/backup\. Lower optimizer\.learning_rate"):
+    classification.run(config, str(tmp_path / "one"))

@@ -342,5 +342,5 @@ class TerminateOnNaN(Callback):
       self.trainer.nonfinite_step = step
       self.trainer.stop_training = True
       print(f"TerminateOnNaN: non-finite loss {loss} at step {step} (batch {batch}); stopping. "
-            "Checkpoints from here on are not written; the last good one is kept. Lower the "
+            "Checkpoints from here on are not written; earlier ones are kept. Lower the "
             "learning rate, set optimizer.clip_norm, or check the inputs for NaN/inf.")

@@ -153,12 +153,14 @@ class CheckpointStore:
     self.manager.close()
 
 
-def _should_skip(trainer, logs: Mapping[str, Any] | None, who: str) -> bool:
+def _should_skip(trainer, logs: Mapping[str, Any] | None, who: str,
+                 store: CheckpointStore) -> bool:
   loss = (logs or {}).get("loss")
   bad = trainer.nonfinite_step is not None or (loss is not None and not math.isfinite(float(loss)))
   if bad:
+    kept = "the previous checkpoint is kept" if store.all_steps() else "none was saved before"
     _report(f"{who}: not saving at step {trainer.loop.global_step}: the loss is not finite; "
-            "the previous checkpoint is kept")
+            f"{kept}")
   return bad
 
 
@@ -181,7 +183,7 @@ class ModelCheckpoint(Callback):
     self.best: float | None = None
 
   def _save(self, logs):
-    if _should_skip(self.trainer, logs, "ModelCheckpoint"):
+    if _should_skip(self.trainer, logs, "ModelCheckpoint", self.store):
       return
     metrics = {k: float(v) for k, v in (logs or {}).items()}
     if self.monitor is not None:
@@ -278,7 +280,7 @@ class BackupAndRestore(Callback):
     return True
 
   def _save(self, logs):
-    if _should_skip(self.trainer, logs, "BackupAndRestore"):
+    if _should_skip(self.trainer, logs, "BackupAndRestore", self.store):
       return
     loop = self.trainer.loop
     meta = loop.snapshot()

@@ -278,6 +278,20 @@ def make_loaders(config, mesh, train: dict, val: dict | None, test: dict) -> dic
           "val": eval_loader(val) if val is not None else None, "test": eval_loader(test)}
 
 
+class DivergedError(UserError, FloatingPointError):
+  """The loss became NaN/inf: a setting to change (learning rate, clipping), not a crash."""
+
+
+def _nonfinite_message(step: int, workdir: str, callbacks: list) -> str:
+  backup = next(c for c in callbacks if isinstance(c, ckpt_lib.BackupAndRestore))
+  saved = backup.store.all_steps()
+  where = (f"The last good checkpoint (step {saved[-1]}) is in {backup.store.directory}."
+           if saved else "No checkpoint was saved before that.")
+  return (f"training stopped at step {step}: the loss became NaN/inf. {where} Lower "
+          "optimizer.learning_rate or set optimizer.clip_norm, and run in a new workdir (or "
+          f"delete {workdir}): checkpoints resume only with the settings that wrote them.")
+
+
 @dataclasses.dataclass
 class TrainResult:
   """What ``train`` leaves for experiments that continue (feature extraction, transfer)."""
@@ -331,10 +345,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
                         callbacks=callbacks, verbose=config.verbose, workdir=workdir,
                         log_every_steps=config.log_every_steps)
   if trainer.nonfinite_step is not None:
-    raise FloatingPointError(
-        f"training stopped at step {trainer.nonfinite_step}: the loss became NaN/inf. The last "
-        f"good checkpoint is in {os.path.join(workdir, 'checkpoints', 'backup')}. Lower "
-        "optimizer.learning_rate or set optimizer.clip_norm, then rerun.")
+    raise DivergedError(_nonfinite_message(trainer.nonfinite_step, workdir, callbacks))
   test_metrics = {f"test_{k}": v for k, v in trainer.evaluate(test_loader).items()}
   step = int(jax.device_get(trainer.state.step))
   log_lib.write_final(os.path.join(workdir, "metrics.jsonl"), step, test_metrics,
