@@ -38,6 +38,8 @@ def test_optimizer_config_errors_are_clear():
     with pytest.raises(ValueError, match=r"^learning_rate must be a number in \[0\.0, inf\), "
                        r"got -1\.0\.$"):
       make()
+  with pytest.raises(ValueError, match=r"^warmup_steps=10 must be smaller than the run's 10 steps"):
+    optim.make_schedule("warmup_cosine", 0.1, 10, warmup_steps=10)
 
 
 def test_schedule_lr_cannot_be_set_by_callbacks():

@@ -102,6 +102,10 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   check("log_every_steps", whole_number, 1)
   check("backup_every_steps", whole_number, 0)  # 0: at epoch ends only
   check("keep_checkpoints", whole_number, 1)
+  if "optimizer" in config:  # an unknown name, a bad argument or learning rate fails here
+    opt = config.optimizer
+    optim.make_optimizer(opt.get("name", "adam"), opt.get("learning_rate", 1e-3),
+                         **dict(opt.get("kwargs") or {}))
 
 
 def import_object(path: str) -> Any:
@@ -327,13 +331,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
   model = model if model is not None else build_model(config, num_classes)
   check_labels({"train": train_arrays, "validation": val, "test": test},
                getattr(model, "num_classes", None) or num_classes)
-  loaders = make_loaders(config, mesh, train_arrays, val, test)
-  train_loader, val_loader, test_loader = loaders["train"], loaders["val"], loaders["test"]
-  # Before the model is initialised and compiled: backups of another run stop this one here.
+  # Before the loaders start their threads and the model is compiled: backups of another run
+  # stop this one here.
   arrays = [a[k] for a in (train_arrays, val or {}, test) for k in sorted(a)]
-  callbacks = default_callbacks(config, workdir, val_loader is not None,
+  callbacks = default_callbacks(config, workdir, val is not None,
                                 ckpt_lib.run_settings(config, *arrays))
   callbacks += list(extra_callbacks or [])
+  loaders = make_loaders(config, mesh, train_arrays, val, test)
+  train_loader, val_loader, test_loader = loaders["train"], loaders["val"], loaders["test"]
   total_steps = config.num_epochs * train_loader.steps_per_epoch
   trainer = build_trainer(config, mesh, num_classes, total_steps, model)
   trainer.init(peek(train_loader))

@@ -40,7 +40,11 @@ def make_schedule(name: str, learning_rate: float, total_steps: int, *, warmup_s
   if name == "cosine":
     return optax.cosine_decay_schedule(learning_rate, total_steps, alpha=end_factor)
   if name == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(warmup_steps, 1), total_steps,
+    warmup_steps = max(warmup_steps, 1)
+    if warmup_steps >= total_steps:
+      raise UserError(f"warmup_steps={warmup_steps} must be smaller than the run's {total_steps} "
+                      "steps (epochs x steps per epoch)")
+    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, total_steps,
                                               end_value=learning_rate * end_factor)
   if name == "linear":
     return optax.linear_schedule(learning_rate, learning_rate * end_factor, total_steps)
