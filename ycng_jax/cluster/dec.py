@@ -46,6 +46,7 @@ from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, fingerprint, hist
 from ycng_jax.cluster.kmeans import kmeans
 from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
 from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
+from ycng_jax.train.dispatch import DispatchLimit, add_sums
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
 from ycng_jax.train.steps import jit_train_step
 
@@ -266,7 +267,7 @@ class DEC:
       order = rng.permutation(n)  # drawn for skipped epochs too: a resumed run sees the same
       if epoch < first_epoch:
         continue
-      epoch_loss = jnp.zeros(())
+      epoch_loss, limit = jnp.zeros(()), DispatchLimit()
       for b in range(n_batches):
         idx = order[b * batcher.batch_size:(b + 1) * batcher.batch_size]
         xb, w = batcher.put(x[idx])
@@ -274,6 +275,7 @@ class DEC:
           xb = self._augment(jax.random.fold_in(augment_key, epoch * n_batches + b), xb)
         state, sums = step(state, {"image": xb, "mask": w})
         epoch_loss = epoch_loss + sums["loss"]  # a sum over the real rows
+        limit(epoch_loss)
       losses.append(float(epoch_loss) / n)
       if checkpoints:
         checkpoints.save(epoch + 1, {"train": state}, {"losses": losses},
@@ -422,6 +424,7 @@ class DEC:
     index = ite % batches_per_epoch
     p = None
     metric_names = ("loss", "kl", "reconstruction")
+    limit = DispatchLimit()
     bar = tqdm(total=self.max_iter, initial=ite, desc="DEC" if not self.idec else "IDEC",
                disable=not self.verbose, leave=False)
     while True:
@@ -454,7 +457,8 @@ class DEC:
         xb = self._augment(jax.random.fold_in(augment_key, ite), xb)
       state, step_sums = step(state, {"image": xb, "target": pb, "mask": w})
       # device scalars: summed lazily, fetched once per target update
-      sums = step_sums if not sums else jax.tree.map(jnp.add, sums, step_sums)
+      sums = step_sums if not sums else add_sums(sums, step_sums)
+      limit(sums)
       index += 1
       if index * bs >= n:
         order, index = rng.permutation(n), 0
