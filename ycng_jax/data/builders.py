@@ -33,6 +33,13 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   DESCRIPTION = ""
   SOURCE = ""
 
+  def __init_subclass__(cls, **kwargs):
+    # TFDS registers every subclass by name unless told not to, and skip_registration is not
+    # inherited: our `mnist` and `fashion_mnist` would take TFDS's names, so `tfds:mnist` would
+    # build ours and TFDS's own catalogue would fail to import ("already registered").
+    kwargs["skip_registration"] = True
+    super().__init_subclass__(**kwargs)
+
   def __init__(self, **kwargs):
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
