@@ -19,12 +19,24 @@ def test_list_names_the_experiments(capsys):
   assert "quickstart/mlp_digits" in capsys.readouterr().out
 
 
-def test_data_info_json():
-  result = _ycng("data", "info", "digits", "--json")
+def test_data_info_json_on_a_fresh_data_dir(tmp_path):
+  result = _ycng("data", "info", "digits", "--json", "--data-dir", str(tmp_path))
   assert result.returncode == 0, result.stderr
-  info = json.loads(result.stdout)
+  info = json.loads(result.stdout)  # the first run's preparation prints nothing to stdout
   assert info["name"] == "digits" and info["splits"] == {"test": 359, "train": 1438}
   assert info["features"]["image"]["shape"] == [8, 8, 1] and info["source"]
+  # One line of ours (naming the real source) and our bar; none of TFDS's or absl's chatter.
+  assert f"ycng: preparing digits from scikit-learn load_digits(), once, into {tmp_path}" in result.stderr
+  for chatter in ("absl", "Downloading", "Generating", "Shuffling", "dataset_info.json"):
+    assert chatter not in result.stderr
+
+
+def test_unknown_tfds_dataset_is_one_line(capsys):
+  assert cli.main(["data", "info", "tfds:nosuch_ds"]) == 2
+  captured = capsys.readouterr()
+  assert captured.out == ""
+  assert captured.err.startswith("ycng: error: Unknown dataset 'tfds:nosuch_ds'")
+  assert "ycng data list" in captured.err and len(captured.err.splitlines()) == 1
 
 
 def test_data_list(capsys):

@@ -101,3 +101,11 @@ def test_our_builders_leave_tfds_names_to_tfds():
   import tensorflow_datasets as tfds
   assert tfds.builder_cls("mnist").__module__.startswith("tensorflow_datasets.")
   assert tfds.builder_cls("fashion_mnist").__module__.startswith("tensorflow_datasets.")
+
+
+def test_preparing_leaves_tfds_and_absl_settings_as_they_were(tmp_path):
+  from absl import logging as absl_logging
+  from tensorflow_datasets.core.utils import tqdm_utils
+  before = (tqdm_utils._active, absl_logging.get_verbosity())
+  data.info("digits", data_dir=tmp_path)
+  assert (tqdm_utils._active, absl_logging.get_verbosity()) == before
