@@ -56,15 +56,20 @@ def test_unknown_experiment_and_config_key(capsys):
 
 def test_override_types_are_checked():
   config = experiments.load_module("quickstart/mlp_digits").get_config()
-  experiments.apply_overrides(config, {"learning_rate": "1", "hidden": "(8, 4)", "dataset": "mnist"})
-  assert config.learning_rate == 1.0 and config.hidden == (8, 4) and config.dataset == "mnist"
+  experiments.apply_overrides(config, {"optimizer.learning_rate": "1", "dataset": "mnist",
+                                       "model.kwargs.hidden": "(8, 4)"})
+  assert config.optimizer.learning_rate == 1.0 and config.model.kwargs.hidden == (8, 4)
+  assert config.dataset == "mnist"
   with pytest.raises(experiments.ExperimentError, match="is a int"):
     experiments.apply_overrides(config, {"num_epochs": "many"})
 
 
-def test_quickstart_runs_and_writes_metrics(tmp_path):
+def test_quickstart_runs_on_the_shared_trainer(tmp_path, capsys):
   result = experiments.run("quickstart/mlp_digits", tmp_path, {"num_epochs": "3"})
   assert result["test_accuracy"] > 0.8
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert lines[-1]["final"] and all("step" in l for l in lines)
   assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 3
+  # fit's progress bar, and what the shared runner writes for every experiment
+  assert "epoch 3/3" in capsys.readouterr().err
+  assert (tmp_path / "history.csv").exists() and (tmp_path / "checkpoints" / "backup").is_dir()
