@@ -26,7 +26,8 @@ def test_data_info_json_on_a_fresh_data_dir(tmp_path):
   assert info["name"] == "digits" and info["splits"] == {"test": 359, "train": 1438}
   assert info["features"]["image"]["shape"] == [8, 8, 1] and info["source"]
   # One line of ours (naming the real source) and our bar; none of TFDS's or absl's chatter.
-  assert f"ycng: preparing digits from scikit-learn load_digits(), once, into {tmp_path}" in result.stderr
+  preparing = f"ycng: preparing digits from scikit-learn load_digits(), once, into {tmp_path}"
+  assert preparing in result.stderr
   for chatter in ("absl", "Downloading", "Generating", "Shuffling", "dataset_info.json"):
     assert chatter not in result.stderr
 

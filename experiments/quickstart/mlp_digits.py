@@ -1,4 +1,4 @@
-"""Quick start: an MLP on scikit-learn's 8x8 digits, on the shared trainer (about 0.98 test accuracy).
+"""Quick start: an MLP on scikit-learn's 8x8 digits on the shared trainer (~0.98 test accuracy).
 
   ycng run quickstart/mlp_digits [--workdir DIR] [--config.num_epochs=30]
 
