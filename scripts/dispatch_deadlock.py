@@ -47,7 +47,7 @@ def worker(iters: int, depth: int) -> None:
   for i in range(iters):
     w, step_sums = step(w, batches[i % len(batches)])
     sums = step_sums if sums is None else add_sums(sums, step_sums)
-    if limit:
+    if limit is not None:
       limit(sums)
   print(float(sums["loss"]))
 
@@ -68,8 +68,7 @@ def main() -> int:
     return 0
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=(
       f"--xla_force_host_platform_device_count={args.devices} "
-      "--xla_cpu_collective_call_terminate_timeout_seconds=15 "
-      "--xla_cpu_collective_call_warn_stuck_seconds=10"))
+      "--xla_cpu_collective_call_terminate_timeout_seconds=15"))
   busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None)
   results = {d: {"aborted": 0, "seconds": []} for d in args.depths}
   try:

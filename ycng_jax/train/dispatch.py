@@ -56,9 +56,6 @@ class DispatchLimit:
     if len(self._pending) > self.depth:
       jax.block_until_ready(self._pending.popleft())
 
-  def __len__(self) -> int:
-    return len(self._pending)
-
 
 @jax.jit
 def add_sums(a: Any, b: Any) -> Any:
