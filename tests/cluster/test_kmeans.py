@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 from ycng_jax.cluster import KMeans, assign, kmeans
-from ycng_jax.cluster.checks import seed_key
+from ycng_jax.checks import seed_key
 from ycng_jax.cluster.kmeans import block_layout
 from ycng_jax.train.mesh import make_mesh
 

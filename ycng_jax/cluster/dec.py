@@ -41,7 +41,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ycng_jax.cluster import dec_steps
-from ycng_jax.cluster.checks import check_seed, real_number, seed_key, whole_number
+from ycng_jax.checks import check_seed, real_number, seed_key, whole_number
 from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, fingerprint, history_from_json,
                                               history_to_json)
 from ycng_jax.cluster.kmeans import kmeans

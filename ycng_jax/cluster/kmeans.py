@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 from sklearn.exceptions import ConvergenceWarning
 
-from ycng_jax.cluster.checks import check_seed, real_number, seed_key, whole_number
+from ycng_jax.checks import check_seed, real_number, seed_key, whole_number
 from ycng_jax.train.mesh import DATA_AXIS, data_sharding, make_mesh, replicated
 
 

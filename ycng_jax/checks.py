@@ -1,6 +1,6 @@
-"""Argument checks of the clustering estimators, and their seeds as ``jax.random`` keys.
+"""Checks of arguments at the public boundaries, and seeds as ``jax.random`` keys.
 
-A wrong type or range is an error at construction that names the argument, what it must be
+A wrong type or range is an error at the boundary that names the argument, what it must be
 and what it got, instead of a comparison error or a failed trace deep inside a compiled
 program (a float ``n_clusters`` would first fail as a shape).
 """
