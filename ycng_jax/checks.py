@@ -14,8 +14,6 @@ from typing import Any
 import jax
 import numpy as np
 
-# jax.random.key's 64-bit seed range (that of a signed 64-bit integer).
-SEED_RANGE = (-2**63, 2**63 - 1)
 
 
 def whole_number(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
@@ -46,7 +44,13 @@ def real_number(name: str, value: Any, low: float, high: float = math.inf, *,
 
 
 def check_seed(seed: Any) -> int:
-  return whole_number("seed", seed, *SEED_RANGE)
+  """``seed`` as an int, if it is one of jax.random.key's 64-bit seeds (a signed 64-bit integer)."""
+  what = "seed must be an integer in [-2**63, 2**63)"
+  if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    raise TypeError(f"{what}, got {seed!r} ({type(seed).__name__}).")
+  if not -2**63 <= seed < 2**63:
+    raise ValueError(f"{what}, got {seed}.")
+  return int(seed)
 
 
 def seed_key(seed: Any) -> jax.Array:

@@ -141,7 +141,8 @@ def test_seeds_keep_all_64_bits(digits, digits_result):
   np.testing.assert_array_equal(jax.random.key_data(seed_key(2**32 + 5)), [1, 5])
   big = KMeans(10, n_init=4, seed=2**32).fit(digits)
   assert not np.array_equal(big.cluster_centers_, np.asarray(digits_result.centers))
-  with pytest.raises(ValueError, match=r"seed must be an integer in \[-9223372036854775808, "):
+  with pytest.raises(ValueError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*63\), "
+                     "got 18446744073709551616"):
     KMeans(seed=2**64)
 
 

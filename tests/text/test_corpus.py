@@ -144,7 +144,8 @@ def docs(tmp_path):
     ("missing/docs.csv", {}, FileNotFoundError, "no such file, nor a dataset name"),
     ("folder", {}, ValueError, "'.*folder' is not a corpus: a corpus is a .txt file"),
     ("empty.txt", {}, ValueError, "holds no documents"),
-    ("docs", dict(backend="nosuch"), ValueError, r"backend must be one of \[.*'exact'.*\], got 'nosuch'"),
+    ("docs", dict(backend="nosuch"), ValueError,
+     r"backend must be one of \[.*'exact'.*\], got 'nosuch'"),
     ("docs", dict(limit=-1), ValueError, r"limit \(the number of documents to keep\) must be an "
      "integer >= 1, got -1"),
     ("docs", dict(limit=0), ValueError, "limit .* must be an integer >= 1, got 0"),
