@@ -180,29 +180,37 @@ def _lloyd_shard(x, x_sq, mask, centers, max_iter: int, tol_sq, block_rows: int)
 
 def _fit_shard(keys, x, mask, tol, *, n_clusters: int, max_iter: int, n_trials: int,
                block_rows: int):
-  """All restarts on one shard (vmapped, so their matmuls fuse into one).
-
-  Returns every restart's centres, inertia and iteration count, and the data's mean: the
-  restarts run on centred data (the distances' matmul expansion would lose to a common offset
-  the digits that tell points apart) and their centres are moved back.
-  """
-  count = jax.lax.psum(jnp.sum(mask), DATA_AXIS)
-  mean = jax.lax.psum(jnp.sum(x * mask[:, None], axis=0), DATA_AXIS) / count
-  x = (x - mean) * mask[:, None]
+  """All restarts on one shard (vmapped, so their matmuls fuse into one), on centred data."""
   x_sq = jnp.sum(x * x, axis=1)
   # scikit-learn scales tol by the mean per-feature variance of the data.
-  var = jax.lax.psum(jnp.sum(x * x, axis=0), DATA_AXIS) / count
+  count = jax.lax.psum(jnp.sum(mask), DATA_AXIS)
+  var = jax.lax.psum(jnp.sum(x * x * mask[:, None], axis=0), DATA_AXIS) / count
   tol_sq = tol * jnp.mean(var)
 
   def one_run(key):
     init = _kmeans_plusplus_shard(key, x, x_sq, mask, n_clusters, n_trials)
     return _lloyd_shard(x, x_sq, mask, init, max_iter, tol_sq, block_rows)
 
-  centers, inertia, n_iter = jax.vmap(one_run)(keys)
-  return centers + mean, inertia, n_iter, mean
+  return jax.vmap(one_run)(keys)
 
 
 # ----------------------------------------------------------------------------- compiled programs
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_centre(mesh: Mesh):
+  """``(x - mean, mean)`` over the real rows. Distances are computed on centred data: their
+  matmul expansion would lose to a common offset the digits that tell points apart. ``x`` is
+  donated, so the centred rows take its place instead of doubling the data on the devices."""
+
+  def body(x, mask):
+    count = jax.lax.psum(jnp.sum(mask), DATA_AXIS)
+    mean = jax.lax.psum(jnp.sum(x * mask[:, None], axis=0), DATA_AXIS) / count
+    return (x - mean) * mask[:, None], mean
+
+  sharded = jax.shard_map(body, mesh=mesh, in_specs=(P(DATA_AXIS), P(DATA_AXIS)),
+                          out_specs=(P(DATA_AXIS), P()))
+  return jax.jit(sharded, donate_argnums=0)
 
 
 # check_vma=False: the centres come out of ``all_gather`` + ``top_k`` and are equal on
@@ -213,24 +221,20 @@ def _compiled_fit(mesh: Mesh, n_clusters: int, max_iter: int, n_trials: int, blo
                            n_trials=n_trials, block_rows=block_rows)
   sharded = jax.shard_map(
       body, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS), P()),
-      out_specs=(P(), P(), P(), P()), check_vma=False)
+      out_specs=(P(), P(), P()), check_vma=False)
   return jax.jit(sharded)
 
 
 @functools.lru_cache(maxsize=32)
 def _compiled_assign(mesh: Mesh):
-  """Labels and inertia of rows under centres, both first moved by ``-offset`` (for accuracy,
-  a point near the data's mean)."""
-
-  def body(x, mask, centers, offset):
-    x, centers = x - offset, centers - offset
+  def body(x, mask, centers):
     x_sq = jnp.sum(x * x, axis=1)
     d2 = _sq_distances(x, x_sq, centers)
     labels = jnp.argmin(d2, axis=1).astype(jnp.int32)
     return labels, jax.lax.psum(jnp.sum(jnp.min(d2, axis=1) * mask), DATA_AXIS)
 
   sharded = jax.shard_map(
-      body, mesh=mesh, in_specs=(P(DATA_AXIS), P(DATA_AXIS), P(), P()),
+      body, mesh=mesh, in_specs=(P(DATA_AXIS), P(DATA_AXIS), P()),
       out_specs=(P(DATA_AXIS), P()), check_vma=False)
   return jax.jit(sharded)
 
@@ -326,12 +330,13 @@ def kmeans(key: jax.Array, x, n_clusters: int, *, n_init: int = 1, max_iter: int
   exponent = _scale_exponent(peak)
   per_device, block = block_layout(n, mesh.devices.size, block_rows)
   xs, mask = shard_rows(_scaled(x, exponent), mesh, per_device)
+  xs, mean = _compiled_centre(mesh)(xs, mask)
   keys = jax.device_put(jax.random.split(key, n_init), replicated(mesh))
   fit = _compiled_fit(mesh, n_clusters, max_iter, n_trials, block)
-  centers, inertia, n_iter, mean = fit(keys, xs, mask, jnp.float32(tol))
+  centers, inertia, n_iter = fit(keys, xs, mask, jnp.float32(tol))
   best = int(jnp.argmin(inertia))
   best_centers = centers[best]
-  labels, best_inertia = _compiled_assign(mesh)(xs, mask, best_centers, mean)
+  labels, best_inertia = _compiled_assign(mesh)(xs, mask, best_centers)
   labels = np.asarray(labels)[:n]
   distinct = len(np.unique(labels))
   if distinct < n_clusters:  # scikit-learn's warning, for the same cause
@@ -340,8 +345,9 @@ def kmeans(key: jax.Array, x, n_clusters: int, *, n_init: int = 1, max_iter: int
                   stacklevel=2)
   # Centres are means of the data, so back at its scale they fit in float32; the inertia
   # (a float64) may not.
+  centers = np.asarray(best_centers, np.float64) + np.asarray(mean, np.float64)
   return KMeansResult(
-      centers=jnp.asarray(np.ldexp(np.asarray(best_centers), exponent)), labels=labels,
+      centers=jnp.asarray(np.ldexp(centers, exponent).astype(np.float32)), labels=labels,
       inertia=math.ldexp(float(best_inertia), 2 * exponent), n_iter=int(n_iter[best]),
       all_inertia=np.ldexp(np.asarray(inertia, np.float64), 2 * exponent))
 
@@ -357,9 +363,10 @@ def assign(x, centers, *, mesh: Mesh | None = None) -> tuple[np.ndarray, float]:
   mesh = _check_mesh(mesh) or make_mesh()
   exponent = _scale_exponent(max(x_peak, centers_peak))
   xs, mask = shard_rows(_scaled(x, exponent), mesh)
-  centers = _scaled(centers, exponent)
-  labels, inertia = _compiled_assign(mesh)(xs, mask, jax.device_put(centers, replicated(mesh)),
-                                           jax.device_put(centers.mean(0), replicated(mesh)))
+  xs, mean = _compiled_centre(mesh)(xs, mask)
+  centers = (_scaled(centers, exponent).astype(np.float64) - np.asarray(mean, np.float64))
+  labels, inertia = _compiled_assign(mesh)(
+      xs, mask, jax.device_put(centers.astype(np.float32), replicated(mesh)))
   return np.asarray(labels)[: x.shape[0]], math.ldexp(float(inertia), 2 * exponent)
 
 
