@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 
 
@@ -41,6 +42,13 @@ def real_number(name: str, value: Any, low: float, high: float = math.inf, *,
   if not (above and below):
     raise ValueError(f"{name} must be a number in {interval}, got {value}.")
   return value
+
+
+def check_mesh(mesh: Any) -> Mesh | None:
+  if mesh is not None and not isinstance(mesh, Mesh):
+    raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}; "
+                    "make one with ycng_jax.train.mesh.make_mesh().")
+  return mesh
 
 
 def check_seed(seed: Any) -> int:

@@ -41,9 +41,9 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ycng_jax.cluster import dec_steps
-from ycng_jax.checks import check_seed, real_number, seed_key, whole_number
-from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, fingerprint, history_from_json,
-                                              history_to_json)
+from ycng_jax.checks import check_mesh, check_seed, real_number, seed_key, whole_number
+from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, check_checkpoint_dir, fingerprint,
+                                              history_from_json, history_to_json)
 from ycng_jax.cluster.kmeans import kmeans
 from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
 from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
@@ -114,22 +114,6 @@ def _check_hidden_dims(hidden_dims: Any) -> tuple[int, ...]:
   if not widths:
     raise ValueError("hidden_dims needs at least one layer width (the last is the embedding's).")
   return tuple(whole_number(f"hidden_dims[{i}]", width, 1) for i, width in enumerate(widths))
-
-
-def _check_checkpoint_dir(checkpoint_dir: Any) -> str | os.PathLike | None:
-  """``checkpoint_dir`` if it is, or can be made, a directory: its nearest existing ancestor must
-  be one (a file there would fail only at the first save, after the pretraining)."""
-  if checkpoint_dir is None:
-    return None
-  if not isinstance(checkpoint_dir, (str, os.PathLike)):
-    raise TypeError(f"checkpoint_dir must be a path or None, got {type(checkpoint_dir).__name__}.")
-  existing = os.path.abspath(os.fspath(checkpoint_dir))
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ValueError(f"checkpoint_dir={os.fspath(checkpoint_dir)!r} cannot be a directory: "
-                     f"{existing!r} is a file. Give a directory (it is created if missing).")
-  return checkpoint_dir
 
 
 class _Batcher:
@@ -232,15 +216,13 @@ class DEC:
     self.augment = augment
     self._augment = jax.jit(augment) if augment is not None else None
     self.seed = check_seed(seed)
-    if mesh is not None and not isinstance(mesh, Mesh):
-      raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}.")
-    self.mesh = mesh
+    self.mesh = check_mesh(mesh)
     self.verbose = verbose
     for name in (optimizer, pretrain_optimizer):
       dec_steps.make_optimizer(name, learning_rate)  # fails early on an unknown name
     self.checkpoint_seconds = real_number("checkpoint_seconds (0: at every chance)",
                                           checkpoint_seconds, 0.0)
-    self.checkpoint_dir = _check_checkpoint_dir(checkpoint_dir)
+    self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
 
   def _settings(self) -> dict[str, Any]:
     """What a fit's result depends on, besides the data (for checkpoint fingerprints).

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 from sklearn.exceptions import ConvergenceWarning
 
-from ycng_jax.checks import check_seed, real_number, seed_key, whole_number
+from ycng_jax.checks import check_mesh, check_seed, real_number, seed_key, whole_number
 from ycng_jax.train.mesh import DATA_AXIS, data_sharding, make_mesh, replicated
 
 
@@ -325,7 +325,7 @@ def kmeans(key: jax.Array, x, n_clusters: int, *, n_init: int = 1, max_iter: int
   if n_clusters > n:
     raise ValueError(f"n_clusters={n_clusters} must be between 1 and the number of rows ({n}).")
   block_rows = whole_number("block_rows", block_rows, 1)
-  mesh = _check_mesh(mesh) or make_mesh()
+  mesh = check_mesh(mesh) or make_mesh()
   n_trials = 2 + int(math.log(n_clusters))  # scikit-learn's number of local trials
   exponent = _scale_exponent(peak)
   per_device, block = block_layout(n, mesh.devices.size, block_rows)
@@ -360,7 +360,7 @@ def assign(x, centers, *, mesh: Mesh | None = None) -> tuple[np.ndarray, float]:
     raise ValueError(
         f"x has {x.shape[1]} features but the centres have {centers.shape[1]}; "
         "predict on data shaped like the data that was fitted.")
-  mesh = _check_mesh(mesh) or make_mesh()
+  mesh = check_mesh(mesh) or make_mesh()
   exponent = _scale_exponent(max(x_peak, centers_peak))
   xs, mask = shard_rows(_scaled(x, exponent), mesh)
   xs, mean = _compiled_centre(mesh)(xs, mask)
@@ -373,13 +373,6 @@ def assign(x, centers, *, mesh: Mesh | None = None) -> tuple[np.ndarray, float]:
 def _check_settings(n_clusters, n_init, max_iter, tol) -> tuple[int, int, int, float]:
   return (whole_number("n_clusters", n_clusters, 1), whole_number("n_init", n_init, 1),
           whole_number("max_iter", max_iter, 1), real_number("tol", tol, 0.0))
-
-
-def _check_mesh(mesh: Mesh | None) -> Mesh | None:
-  if mesh is not None and not isinstance(mesh, Mesh):
-    raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}; "
-                    "make one with ycng_jax.train.mesh.make_mesh().")
-  return mesh
 
 
 class KMeans:
@@ -396,7 +389,7 @@ class KMeans:
     self.n_clusters, self.n_init, self.max_iter, self.tol = _check_settings(
         n_clusters, n_init, max_iter, tol)
     self.seed = check_seed(seed)  # any 64-bit integer: seed_key keeps all its bits
-    self.mesh = _check_mesh(mesh)
+    self.mesh = check_mesh(mesh)
 
   def fit(self, x) -> "KMeans":
     result = kmeans(seed_key(self.seed), x, self.n_clusters, n_init=self.n_init,
