@@ -131,8 +131,12 @@ def test_bad_input_gives_clear_errors(encoder):
     encoder.encode(b"raw bytes")
   with pytest.raises(TypeError, match="NoneType"):
     encoder.encode(None)
-  with pytest.raises(ValueError, match="batch_size"):
+  with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
     encoder.encode(["a"], batch_size=0)
+  with pytest.raises(TypeError, match=r"batch_size must be an integer >= 1, got 2.5 \(float\)"):
+    encoder.encode(["a"], batch_size=2.5)
+  with pytest.raises(TypeError, match="batch_size must be an integer"):
+    encoder.token_positions(["a"], batch_size="64")
   with pytest.raises(FileNotFoundError, match="neither a local model folder"):
     Encoder.from_pretrained("no-such-model")
   with pytest.raises(ValueError, match="positive whole numbers of tokens"):
