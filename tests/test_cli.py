@@ -20,12 +20,25 @@ def test_list_names_the_experiments(capsys):
   assert "quickstart/mlp_digits" in capsys.readouterr().out
 
 
-def test_data_info_json():
-  result = _ycng("data", "info", "digits", "--json")
+def test_data_info_json_on_a_fresh_data_dir(tmp_path):
+  result = _ycng("data", "info", "digits", "--json", "--data-dir", str(tmp_path))
   assert result.returncode == 0, result.stderr
-  info = json.loads(result.stdout)
+  info = json.loads(result.stdout)  # the first run's preparation prints nothing to stdout
   assert info["name"] == "digits" and info["splits"] == {"test": 359, "train": 1438}
   assert info["features"]["image"]["shape"] == [8, 8, 1] and info["source"]
+  # One line of ours (naming the real source) and our bar; none of TFDS's or absl's chatter.
+  preparing = f"ycng: preparing digits from scikit-learn load_digits(), once, into {tmp_path}"
+  assert preparing in result.stderr
+  for chatter in ("absl", "Downloading", "Generating", "Shuffling", "dataset_info.json"):
+    assert chatter not in result.stderr
+
+
+def test_unknown_tfds_dataset_is_one_line(capsys):
+  assert cli.main(["data", "info", "tfds:nosuch_ds"]) == 2
+  captured = capsys.readouterr()
+  assert captured.out == ""
+  assert captured.err.startswith("ycng: error: Unknown dataset 'tfds:nosuch_ds'")
+  assert "ycng data list" in captured.err and len(captured.err.splitlines()) == 1
 
 
 def test_data_list(capsys):
@@ -45,18 +58,23 @@ def test_unknown_experiment_and_config_key(capsys):
 
 def test_override_types_are_checked():
   config = experiments.load_module("quickstart/mlp_digits").get_config()
-  experiments.apply_overrides(config, {"learning_rate": "1", "hidden": "(8, 4)", "dataset": "mnist"})
-  assert config.learning_rate == 1.0 and config.hidden == (8, 4) and config.dataset == "mnist"
+  experiments.apply_overrides(config, {"optimizer.learning_rate": "1", "dataset": "mnist",
+                                       "model.kwargs.hidden": "(8, 4)"})
+  assert config.optimizer.learning_rate == 1.0 and config.model.kwargs.hidden == (8, 4)
+  assert config.dataset == "mnist"
   with pytest.raises(experiments.ExperimentError, match="is a int"):
     experiments.apply_overrides(config, {"num_epochs": "many"})
 
 
-def test_quickstart_runs_and_writes_metrics(tmp_path):
+def test_quickstart_runs_on_the_shared_trainer(tmp_path, capsys):
   result = experiments.run("quickstart/mlp_digits", tmp_path, {"num_epochs": "3"})
   assert result["test_accuracy"] > 0.8
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert lines[-1]["final"] and all("step" in l for l in lines)
   assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 3
+  # fit's progress bar, and what the shared runner writes for every experiment
+  assert "epoch 3/3" in capsys.readouterr().err
+  assert (tmp_path / "history.csv").exists() and (tmp_path / "checkpoints" / "backup").is_dir()
 
 
 TINY_RUN = ["--config.train_examples=640", "--config.test_examples=256", "--config.num_epochs=1",

@@ -29,9 +29,22 @@ class ExperimentError(UserError):
   """A bad experiment name or config override; the message lists the valid choices."""
 
 
+INSTALLED_EXPERIMENTS = "ycng_jax_experiments"
+
+
 def experiments_dir() -> pathlib.Path:
+  """``$YCNG_EXPERIMENTS_DIR``, else the experiment configs beside this package.
+
+  An installed wheel has them in ``ycng_jax_experiments/`` (see setup.py), a source checkout
+  (also an editable install) in ``experiments/``. Looking beside the package, not importing
+  ``ycng_jax_experiments``, keeps a checkout on PYTHONPATH from listing another install's files.
+  """
   env = os.environ.get("YCNG_EXPERIMENTS_DIR")
-  return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[1] / "experiments"
+  if env:
+    return pathlib.Path(env)
+  root = pathlib.Path(__file__).resolve().parents[1]
+  installed = root / INSTALLED_EXPERIMENTS
+  return installed if installed.is_dir() else root / "experiments"
 
 
 def list_experiments() -> dict[str, str]:

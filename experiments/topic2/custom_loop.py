@@ -18,6 +18,7 @@ import ml_collections
 
 from ycng_jax.models.cnn import CNN
 from ycng_jax.train import classification, optim, steps
+from ycng_jax.train.dispatch import DispatchLimit, add_sums
 from ycng_jax.train.losses import make_classification_loss
 from ycng_jax.train.mesh import make_mesh
 from ycng_jax.train.partition import state_shardings
@@ -59,11 +60,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   log = open(os.path.join(workdir, "metrics.jsonl"), "w")
   loader = loaders["train"]
+  # Steps are dispatched asynchronously; waiting for the one a few iterations back keeps
+  # XLA:CPU's launch queue short (see ycng_jax/train/dispatch.py for the deadlock it avoids).
+  limit = DispatchLimit()
   for epoch in range(config.num_epochs):
     total = None
     for _ in range(loader.steps_per_epoch):
       state, sums = train_step(state, next(loader))
-      total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+      total = sums if total is None else add_sums(total, sums)
+      limit(total)
     host = jax.device_get(total)
     record = {"step": int(state.step), "epoch": epoch + 1,
               "loss": float(host["loss"] / host["count"]),
@@ -74,7 +79,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   total = None
   for batch in loaders["test"]:
     sums = eval_step(state, batch)
-    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    total = sums if total is None else add_sums(total, sums)
+    limit(total)
   host = jax.device_get(total)
   final = {"test_loss": float(host["loss"] / host["count"]),
            "test_accuracy": float(host["accuracy"] / host["count"])}

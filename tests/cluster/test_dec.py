@@ -150,3 +150,40 @@ def test_errors(digits):
     DEC(3, pretrain_optimizer="adagrad")
   with pytest.raises(RuntimeError, match="not fitted"):
     DEC(3).predict(x)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(pretrain_epochs=-1), ValueError, "pretrain_epochs must be an integer >= 0, got -1"),
+    (dict(pretrain_epochs=1.5), TypeError, r"pretrain_epochs must be an integer >= 0, got 1.5"),
+    (dict(n_clusters=1), ValueError, "n_clusters must be an integer >= 2, got 1"),
+    (dict(n_clusters="3"), TypeError, r"n_clusters must be an integer >= 2, got '3' \(str\)"),
+    (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
+    (dict(max_iter=-5), ValueError, "max_iter must be an integer >= 0"),
+    (dict(update_interval=0), ValueError, "update_interval must be an integer >= 1"),
+    (dict(tol=1.5), ValueError, r"tol must be a number in \[0.0, 1.0\), got 1.5"),
+    (dict(alpha=0), ValueError, r"alpha must be a number in \(0.0, inf\)"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate must be a number"),
+    (dict(momentum=1.0), ValueError, r"momentum must be a number in \[0.0, 1.0\)"),
+    (dict(greedy_dropout=-0.1), ValueError, "greedy_dropout must be a number"),
+    (dict(gamma="0.1"), TypeError, "gamma must be a number"),
+    (dict(kmeans_n_init=0), ValueError, "kmeans_n_init must be an integer >= 1"),
+    (dict(hidden_dims=(128, 0)), ValueError, r"hidden_dims\[1\] must be an integer >= 1"),
+    (dict(hidden_dims=10), TypeError, "hidden_dims must be a sequence of layer widths"),
+    (dict(hidden_dims=()), ValueError, "hidden_dims needs at least one layer width"),
+    (dict(seed=2**63), ValueError, "seed must be an integer in"),
+    (dict(checkpoint_seconds=-1), ValueError, "checkpoint_seconds"),
+    (dict(augment="flip"), TypeError, "augment must be a function"),
+])
+def test_constructor_checks_types_and_ranges(kwargs, error, match):
+  with pytest.raises(error, match=match):
+    DEC(**({"n_clusters": 3} | kwargs))
+
+
+def test_checkpoint_dir_that_is_a_file_is_a_clear_error(tmp_path):
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("not a directory")
+  for path in (a_file, a_file / "run1"):
+    with pytest.raises(ValueError, match=f"cannot be a directory: '{a_file}' is a file"):
+      DEC(3, checkpoint_dir=path)
+  DEC(3, checkpoint_dir=tmp_path / "new" / "run1")  # missing directories are made at the first save
+  assert not (tmp_path / "new").exists()

@@ -6,7 +6,11 @@ import pytest
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits, make_blobs
 
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+
 from ycng_jax.cluster import KMeans, assign, kmeans
+from ycng_jax.checks import seed_key
 from ycng_jax.cluster.kmeans import block_layout
 from ycng_jax.train.mesh import make_mesh
 
@@ -112,6 +116,60 @@ def test_assign_uneven_rows(blobs):
 def test_bad_input_is_a_clear_error(bad, match):
   with pytest.raises(ValueError, match=match):
     kmeans(jax.random.key(0), bad, 4)
+
+
+@pytest.mark.parametrize("scale, offset", [(1e18, 0.0), (1e19, 0.0), (1e-30, 0.0), (1.0, 1e4)])
+def test_any_finite_float32_scale_or_offset_gives_the_same_clusters(blobs, blobs_model, scale,
+                                                                     offset):
+  """Squared distances of huge or tiny data would overflow or underflow float32, and a large
+  common offset would eat their digits: the clusters must not change (k and n_init of
+  blobs_model, so nothing compiles again)."""
+  x = blobs * np.float32(scale) + np.float32(offset)
+  km = KMeans(7, n_init=4, seed=0).fit(x)
+  assert adjusted_rand_score(blobs_model.labels_, km.labels_) == 1.0  # same up to permutation
+  assert np.isfinite(km.inertia_) and np.isfinite(km.cluster_centers_).all()
+  np.testing.assert_allclose(km.inertia_, blobs_model.inertia_ * scale**2, rtol=1e-3)
+  np.testing.assert_array_equal(km.predict(x), km.labels_)
+  np.testing.assert_allclose(-km.score(x), km.inertia_, rtol=1e-3)
+
+
+def test_seeds_keep_all_64_bits(digits, digits_result):
+  # Seeds below 2**32 keep the keys jax.random.key gives them; larger ones are not cut to 32 bits.
+  for seed in (0, 5, 2**32 - 1):
+    np.testing.assert_array_equal(jax.random.key_data(seed_key(seed)),
+                                  jax.random.key_data(jax.random.key(seed)))
+  np.testing.assert_array_equal(jax.random.key_data(seed_key(2**32 + 5)), [1, 5])
+  big = KMeans(10, n_init=4, seed=2**32).fit(digits)
+  assert not np.array_equal(big.cluster_centers_, np.asarray(digits_result.centers))
+  with pytest.raises(ValueError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*63\), "
+                     "got 18446744073709551616"):
+    KMeans(seed=2**64)
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+  x = np.array([[0, 0], [1, 1], [0, 0], [1, 1], [0, 0]], np.float32)
+  with pytest.warns(ConvergenceWarning,
+                    match=r"Number of distinct clusters \(2\) found smaller than n_clusters \(5\)"):
+    km = KMeans(5).fit(x)
+  assert len(np.unique(km.labels_)) == 2
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(n_clusters=2.5), TypeError, r"n_clusters must be an integer >= 1, got 2.5 \(float\)"),
+    (dict(n_clusters="3"), TypeError, r"n_clusters must be an integer >= 1, got '3' \(str\)"),
+    (dict(n_clusters=True), TypeError, "n_clusters must be an integer"),
+    (dict(n_clusters=0), ValueError, "n_clusters must be an integer >= 1, got 0"),
+    (dict(seed="a"), TypeError, r"seed must be an integer in .*got 'a' \(str\)"),
+    (dict(n_init=0), ValueError, "n_init must be an integer >= 1"),
+    (dict(max_iter=1.0), TypeError, "max_iter must be an integer"),
+    (dict(tol=-1), ValueError, r"tol must be a number in \[0.0, inf\), got -1.0"),
+    (dict(tol=float("nan")), ValueError, "tol must be a number"),
+    (dict(tol="small"), TypeError, "tol must be a number"),
+    (dict(mesh="cpu"), TypeError, "mesh must be a jax.sharding.Mesh"),
+])
+def test_constructor_checks_types_and_ranges(kwargs, error, match):
+  with pytest.raises(error, match=match):
+    KMeans(**kwargs)
 
 
 def test_predict_errors(blobs, blobs_model):

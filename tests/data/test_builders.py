@@ -93,3 +93,19 @@ def test_prepared_tfds_dataset_by_name(tmp_path):
   assert arrays["image"].shape == (359, 8, 8, 1)
   with pytest.raises(FileNotFoundError, match="not prepared"):
     data.info("tfds:mnist", data_dir=tmp_path / "empty")
+
+
+def test_our_builders_leave_tfds_names_to_tfds():
+  # Ours were registered under TFDS's names: tfds:mnist built our MNIST, and importing TFDS's
+  # catalogue (any unknown tfds:NAME) logged "Dataset with name mnist already registered".
+  import tensorflow_datasets as tfds
+  assert tfds.builder_cls("mnist").__module__.startswith("tensorflow_datasets.")
+  assert tfds.builder_cls("fashion_mnist").__module__.startswith("tensorflow_datasets.")
+
+
+def test_preparing_leaves_tfds_and_absl_settings_as_they_were(tmp_path):
+  from absl import logging as absl_logging
+  from tensorflow_datasets.core.utils import tqdm_utils
+  before = (tqdm_utils._active, absl_logging.get_verbosity())
+  data.info("digits", data_dir=tmp_path)
+  assert (tqdm_utils._active, absl_logging.get_verbosity()) == before

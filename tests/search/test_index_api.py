@@ -81,6 +81,30 @@ def test_truncated_file_is_a_clear_error(tmp_path, data):
       Index.load(path)
 
 
+def test_saving_onto_a_directory_or_into_a_missing_one_is_a_clear_error(tmp_path, data):
+  index = Index(DIM, backend="faiss-flat").add(data[0][:10])
+  with pytest.raises(ValueError, match="is a directory; give a file path, e.g. .*index.ycng"):
+    index.save(tmp_path)
+  with pytest.raises(FileNotFoundError, match="the directory .*missing.* does not exist"):
+    index.save(tmp_path / "missing" / "index.ycng")
+  assert sorted(p.name for p in tmp_path.parent.iterdir() if p.name.startswith(tmp_path.name)) == [
+      tmp_path.name]  # nothing written next to the directory
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_save_leaves_no_temporary_file(tmp_path, data, monkeypatch):
+  index = Index(DIM, backend="faiss-flat").add(data[0][:10])
+
+  def disk_full(*args):
+    raise OSError(28, "No space left on device")
+
+  # A failure once the temporary file is written (injected: a full disk cannot be made here).
+  monkeypatch.setattr(storage.os, "replace", disk_full)
+  with pytest.raises(OSError, match="No space left"):
+    index.save(tmp_path / "index.ycng")
+  assert list(tmp_path.iterdir()) == []
+
+
 def test_foreign_file_is_a_clear_error(tmp_path):
   path = tmp_path / "weights.npy"
   np.save(path, np.zeros(10))
@@ -149,6 +173,9 @@ def test_constructor_errors():
     Index(0)
   with pytest.raises(ValueError, match="compute_dtype"):
     Index(DIM, compute_dtype=jnp.float16)
+  with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\).*"
+                     "got 'nosuch'"):
+    Index(DIM, compute_dtype="nosuch")
   with pytest.raises(ValueError, match="block must be a positive integer"):
     Index(DIM, block=0)
 

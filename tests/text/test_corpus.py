@@ -130,3 +130,72 @@ def test_index_precision_is_recorded_and_used_for_queries(tmp_path, monkeypatch,
     corpus.embed_corpus(same_texts, out / "embeddings", encoder=encoder, progress=False)
   with pytest.raises(ValueError, match="unknown precision"):
     corpus.embed_corpus(TEXTS, tmp_path / "x", encoder=encoder, precision="fp8")
+
+
+@pytest.fixture
+def docs(tmp_path):
+  path = tmp_path / "docs.txt"
+  path.write_text("\n".join(t for t in TEXTS[:8] if t) + "\n")
+  return path
+
+
+@pytest.mark.parametrize("corpus, kwargs, error, match", [
+    ("missing.txt", {}, FileNotFoundError, r"corpus file '.*missing.txt' not found; a corpus is "),
+    ("missing/docs.csv", {}, FileNotFoundError, "no such file, nor a dataset name"),
+    ("folder", {}, ValueError, "'.*folder' is not a corpus: a corpus is a .txt file"),
+    ("empty.txt", {}, ValueError, "holds no documents"),
+    ("docs", dict(backend="nosuch"), ValueError,
+     r"backend must be one of \[.*'exact'.*\], got 'nosuch'"),
+    ("docs", dict(limit=-1), ValueError, r"limit \(the number of documents to keep\) must be an "
+     "integer >= 1, got -1"),
+    ("docs", dict(limit=0), ValueError, "limit .* must be an integer >= 1, got 0"),
+    ("docs", dict(batch_size=2.5), TypeError, "batch_size must be an integer >= 1, got 2.5"),
+    ("docs", dict(model="no-such-model"), FileNotFoundError, "neither a local model folder"),
+])
+def test_index_build_checks_everything_before_any_work(tmp_path, docs, corpus, kwargs, error,
+                                                       match):
+  (tmp_path / "folder").mkdir()
+  (tmp_path / "empty.txt").write_text("\n  \n")
+  corpus = str(docs) if corpus == "docs" else str(tmp_path / corpus)
+  out = tmp_path / "out"
+  with pytest.raises(error, match=match):
+    semantic_index.build(corpus, out, progress=False, **kwargs)
+  assert not out.exists()  # nothing was created, so nothing is left to clean up
+
+
+def test_index_build_out_that_is_a_file_is_a_clear_error(tmp_path, docs):
+  with pytest.raises(ValueError, match="out='.*docs.txt' is a file; give a folder"):
+    semantic_index.build(str(docs), docs, progress=False)
+
+
+def test_limit_keeps_the_first_documents(docs):
+  every = semantic_index.corpus_documents(str(docs))["text"]
+  assert semantic_index.corpus_documents(str(docs), limit=2)["text"] == every[:2]
+  assert semantic_index.corpus_documents(str(docs), limit=100)["text"] == every == [
+      t for t in TEXTS[:8] if t]
+
+
+@pytest.mark.parametrize("lines, match", [
+    (['{"text": "fine"}', "", '{"title": "no text"}'],
+     r"docs.jsonl, line 3: the record has no 'text' field \(its fields: \['title'\]\)"),
+    (['{"text": "fine"}', '{"text": "broken"'],
+     r"docs.jsonl, line 2: not valid JSON \(Expecting ',' delimiter at column 18\)"),
+    (['{"text": "fine"}', '["a", "list"]'], "docs.jsonl, line 2: a JSON list, not an object"),
+    (['{"text": 3}'], "docs.jsonl, line 1: 'text' is a int, not a string"),
+])
+def test_jsonl_errors_name_the_file_and_the_line(tmp_path, lines, match):
+  path = tmp_path / "docs.jsonl"
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(ValueError, match=match):
+    semantic_index.corpus_documents(str(path))
+
+
+def test_corpus_files_are_read_line_by_line(tmp_path):
+  path = tmp_path / "docs.jsonl"
+  path.write_bytes(b'{"text": "caf\xc3\xa9", "title": "one"}\r\n\n{"text": "two", "id": 7}\n')
+  assert semantic_index.corpus_documents(str(path)) == {"text": ["café", "two"],
+                                                        "title": ["one", "7"]}
+  text = tmp_path / "docs.txt"
+  text.write_bytes(b"good\nbad \xff byte\n")
+  with pytest.raises(ValueError, match=r"docs.txt, line 2: not UTF-8 text \(invalid start byte"):
+    semantic_index.corpus_documents(str(text))

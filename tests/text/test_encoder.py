@@ -22,6 +22,16 @@ def encoder():
 
 
 @pytest.fixture(scope="module")
+def few_buckets():
+  """Three length buckets instead of length_buckets(256)'s twelve: precompile's tests compile
+  every bucket, and each bucket of the real model is seconds of compiling on 2 cores."""
+  try:
+    return Encoder.from_pretrained("all-MiniLM-L6-v2", max_seq_length=128, buckets=(64, 96, 128))
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
 def vectors(encoder):
   return encoder.encode(TEXTS, batch_size=4)
 
@@ -59,7 +69,8 @@ def test_length_groups_keep_every_text_exact(encoder, vectors):
   np.testing.assert_allclose(together[[0, 2, 4]], vectors[[0, 2, 4]], atol=1e-5)
 
 
-def test_precompile_leaves_nothing_to_compile(encoder):
+def test_precompile_leaves_nothing_to_compile(few_buckets):
+  encoder = few_buckets
   # batch_size 64 gives 32 rows of 64 tokens; 17 texts of ~50 tokens fill 17 rows, a full step.
   encoder.precompile(batch_size=64)
   compiled = encoder._embed._cache_size()  # pylint: disable=protected-access
@@ -71,7 +82,8 @@ def test_precompile_leaves_nothing_to_compile(encoder):
     encoder.precompile(batch_size=0)
 
 
-def test_a_large_call_runs_only_precompiled_steps(encoder):
+def test_a_large_call_runs_only_precompiled_steps(few_buckets):
+  encoder = few_buckets
   # 40 texts of ~45 tokens fill a step of 64-token rows (32 rows at batch_size 64) and leave 8
   # rows; with 3 texts of ~70 and 2 of ~100 tokens no other group fills a step. The leftovers
   # move on to longer rows instead of running as short steps, each a new shape to compile.
@@ -119,8 +131,12 @@ def test_bad_input_gives_clear_errors(encoder):
     encoder.encode(b"raw bytes")
   with pytest.raises(TypeError, match="NoneType"):
     encoder.encode(None)
-  with pytest.raises(ValueError, match="batch_size"):
+  with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
     encoder.encode(["a"], batch_size=0)
+  with pytest.raises(TypeError, match=r"batch_size must be an integer >= 1, got 2.5 \(float\)"):
+    encoder.encode(["a"], batch_size=2.5)
+  with pytest.raises(TypeError, match="batch_size must be an integer"):
+    encoder.token_positions(["a"], batch_size="64")
   with pytest.raises(FileNotFoundError, match="neither a local model folder"):
     Encoder.from_pretrained("no-such-model")
   with pytest.raises(ValueError, match="positive whole numbers of tokens"):

@@ -41,11 +41,13 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ycng_jax.cluster import dec_steps
-from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, fingerprint, history_from_json,
-                                              history_to_json)
+from ycng_jax.checks import check_mesh, check_seed, real_number, seed_key, whole_number
+from ycng_jax.cluster.dec_checkpoint import (PhaseCheckpoints, check_checkpoint_dir, fingerprint,
+                                              history_from_json, history_to_json)
 from ycng_jax.cluster.kmeans import kmeans
 from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
 from ycng_jax.models.autoencoder import Autoencoder, greedy_pair_params, greedy_pairs
+from ycng_jax.train.dispatch import DispatchLimit, add_sums
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
 from ycng_jax.train.steps import jit_train_step
 
@@ -100,6 +102,19 @@ def _jit_pair_encode(pair) -> Callable:
 def _public_params(params: dict) -> dict:
   """``ClusteringNet`` params as DEC's ``params_``: {"autoencoder": variables, "centers"}."""
   return {"autoencoder": {"params": params["autoencoder"]}, "centers": params["centers"]}
+
+
+def _check_hidden_dims(hidden_dims: Any) -> tuple[int, ...]:
+  try:
+    widths = tuple(hidden_dims) if not isinstance(hidden_dims, (str, bytes)) else None
+  except TypeError:
+    widths = None
+  if widths is None:
+    raise TypeError(f"hidden_dims must be a sequence of layer widths, e.g. (500, 500, 2000, 10); "
+                    f"got {hidden_dims!r}.")
+  if not widths:
+    raise ValueError("hidden_dims needs at least one layer width (the last is the embedding's).")
+  return tuple(whole_number(f"hidden_dims[{i}]", width, 1) for i, width in enumerate(widths))
 
 
 class _Batcher:
@@ -171,48 +186,44 @@ class DEC:
       augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
       seed: int = 0, mesh: Mesh | None = None, verbose: bool = False,
       checkpoint_dir: str | os.PathLike | None = None, checkpoint_seconds: float = 60.0):
-    if n_clusters < 2:
-      raise ValueError(f"n_clusters must be at least 2, got {n_clusters}.")
-    if update_interval < 1 or max_iter < 0 or not 0 <= tol < 1:
-      raise ValueError(
-          f"need update_interval >= 1, max_iter >= 0, 0 <= tol < 1; got {update_interval}, "
-          f"{max_iter}, {tol}.")
-    self.n_clusters = n_clusters
-    self.hidden_dims = tuple(hidden_dims)
-    self.alpha = alpha
-    self.pretrain_epochs = pretrain_epochs
-    self.pretrain_batch_size = pretrain_batch_size
-    self.pretrain_learning_rate = pretrain_learning_rate
+    self.n_clusters = whole_number("n_clusters", n_clusters, 2)
+    self.hidden_dims = _check_hidden_dims(hidden_dims)
+    self.alpha = real_number("alpha", alpha, 0.0, low_open=True)
+    self.pretrain_epochs = whole_number("pretrain_epochs", pretrain_epochs, 0)
+    self.pretrain_batch_size = whole_number("pretrain_batch_size", pretrain_batch_size, 1)
+    self.pretrain_learning_rate = real_number("pretrain_learning_rate", pretrain_learning_rate,
+                                              0.0, low_open=True)
     self.pretrain_optimizer = pretrain_optimizer
-    self.pretrain_momentum = pretrain_momentum
-    self.greedy_epochs = greedy_epochs
-    self.greedy_dropout = greedy_dropout
-    self.batch_size = batch_size
-    self.max_iter = max_iter
-    self.update_interval = update_interval
-    self.tol = tol
+    self.pretrain_momentum = real_number("pretrain_momentum", pretrain_momentum, 0.0, 1.0)
+    self.greedy_epochs = whole_number("greedy_epochs", greedy_epochs, 0)
+    self.greedy_dropout = real_number("greedy_dropout", greedy_dropout, 0.0, 1.0)
+    self.batch_size = whole_number("batch_size", batch_size, 1)
+    self.max_iter = whole_number("max_iter", max_iter, 0)
+    self.update_interval = whole_number("update_interval", update_interval, 1)
+    self.tol = real_number("tol", tol, 0.0, 1.0)
     self.optimizer = optimizer
-    self.learning_rate = learning_rate
-    self.momentum = momentum
+    self.learning_rate = real_number("learning_rate", learning_rate, 0.0, low_open=True)
+    self.momentum = real_number("momentum", momentum, 0.0, 1.0)
     self.idec = idec
-    self.gamma = gamma
-    self.kmeans_n_init = kmeans_n_init
+    self.gamma = real_number("gamma", gamma, 0.0)
+    self.kmeans_n_init = whole_number("kmeans_n_init", kmeans_n_init, 1)
     if init not in ("kmeans", "n2d"):
       raise ValueError(f"init must be 'kmeans' or 'n2d' (UMAP + Gaussian mixture), got {init!r}.")
     self.init = init
-    self.n2d_neighbors = n2d_neighbors
+    self.n2d_neighbors = whole_number("n2d_neighbors", n2d_neighbors, 2)  # UMAP's least
+    if augment is not None and not callable(augment):
+      raise TypeError(f"augment must be a function (key, batch) -> batch, got "
+                      f"{type(augment).__name__}.")
     self.augment = augment
     self._augment = jax.jit(augment) if augment is not None else None
-    self.seed = seed
-    self.mesh = mesh
+    self.seed = check_seed(seed)
+    self.mesh = check_mesh(mesh)
     self.verbose = verbose
     for name in (optimizer, pretrain_optimizer):
       dec_steps.make_optimizer(name, learning_rate)  # fails early on an unknown name
-    if checkpoint_seconds < 0:
-      raise ValueError(f"checkpoint_seconds must be >= 0 (0: at every chance), got "
-                       f"{checkpoint_seconds}.")
-    self.checkpoint_dir = checkpoint_dir
-    self.checkpoint_seconds = checkpoint_seconds
+    self.checkpoint_seconds = real_number("checkpoint_seconds (0: at every chance)",
+                                          checkpoint_seconds, 0.0)
+    self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
 
   def _settings(self) -> dict[str, Any]:
     """What a fit's result depends on, besides the data (for checkpoint fingerprints).
@@ -266,7 +277,7 @@ class DEC:
       order = rng.permutation(n)  # drawn for skipped epochs too: a resumed run sees the same
       if epoch < first_epoch:
         continue
-      epoch_loss = jnp.zeros(())
+      epoch_loss, limit = jnp.zeros(()), DispatchLimit()
       for b in range(n_batches):
         idx = order[b * batcher.batch_size:(b + 1) * batcher.batch_size]
         xb, w = batcher.put(x[idx])
@@ -274,6 +285,7 @@ class DEC:
           xb = self._augment(jax.random.fold_in(augment_key, epoch * n_batches + b), xb)
         state, sums = step(state, {"image": xb, "mask": w})
         epoch_loss = epoch_loss + sums["loss"]  # a sum over the real rows
+        limit(epoch_loss)
       losses.append(float(epoch_loss) / n)
       if checkpoints:
         checkpoints.save(epoch + 1, {"train": state}, {"losses": losses},
@@ -286,7 +298,7 @@ class DEC:
   def init_autoencoder(self, input_dim: int) -> dict:
     """Untrained autoencoder parameters for this seed; also the template to restore saved ones
     (``flax.serialization.from_bytes(dec.init_autoencoder(784), data)``)."""
-    init_key = jax.random.split(jax.random.key(self.seed), 3)[0]
+    init_key = jax.random.split(seed_key(self.seed), 3)[0]
     model = Autoencoder(input_dim=input_dim, hidden_dims=self.hidden_dims)
     return jax.device_get(model.init({"params": init_key}, jnp.zeros((1, input_dim))))
 
@@ -299,7 +311,7 @@ class DEC:
     x = _check_data(x)
     self._setup(x.shape[1])
     run = self._fingerprint(x)
-    key = jax.random.key(self.seed)
+    key = seed_key(self.seed)
     _, greedy_key, dropout_key = jax.random.split(key, 3)
     start = time.perf_counter()
     history: list[float] = []
@@ -360,7 +372,7 @@ class DEC:
     checkpoints = self._phase("cluster", self._fingerprint(x, *given))
     start = time.perf_counter()
     mesh, batcher = self._mesh, self._batcher
-    key = jax.random.fold_in(jax.random.key(self.seed), 1)
+    key = jax.random.fold_in(seed_key(self.seed), 1)
     opt = dec_steps.make_optimizer(self.optimizer, self.learning_rate, self.momentum)
     net = dec_steps.ClusteringNet(input_dim=self.input_dim_, hidden_dims=self.hidden_dims,
                                   n_clusters=self.n_clusters, alpha=self.alpha,
@@ -422,6 +434,7 @@ class DEC:
     index = ite % batches_per_epoch
     p = None
     metric_names = ("loss", "kl", "reconstruction")
+    limit = DispatchLimit()
     bar = tqdm(total=self.max_iter, initial=ite, desc="DEC" if not self.idec else "IDEC",
                disable=not self.verbose, leave=False)
     while True:
@@ -454,7 +467,8 @@ class DEC:
         xb = self._augment(jax.random.fold_in(augment_key, ite), xb)
       state, step_sums = step(state, {"image": xb, "target": pb, "mask": w})
       # device scalars: summed lazily, fetched once per target update
-      sums = step_sums if not sums else jax.tree.map(jnp.add, sums, step_sums)
+      sums = step_sums if not sums else add_sums(sums, step_sums)
+      limit(sums)
       index += 1
       if index * bs >= n:
         order, index = rng.permutation(n), 0

@@ -22,6 +22,22 @@ from ycng_jax.fingerprints import fingerprint  # noqa: F401 (DEC imports it from
 from ycng_jax.train.checkpoint import CheckpointStore, abstract_like
 
 
+def check_checkpoint_dir(checkpoint_dir: Any) -> str | os.PathLike | None:
+  """``checkpoint_dir`` if it is, or can be made, a directory: its nearest existing ancestor must
+  be one (a file there would fail only at the first save, after the pretraining)."""
+  if checkpoint_dir is None:
+    return None
+  if not isinstance(checkpoint_dir, (str, os.PathLike)):
+    raise TypeError(f"checkpoint_dir must be a path or None, got {type(checkpoint_dir).__name__}.")
+  existing = os.path.abspath(os.fspath(checkpoint_dir))
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"checkpoint_dir={os.fspath(checkpoint_dir)!r} cannot be a directory: "
+                     f"{existing!r} is a file. Give a directory (it is created if missing).")
+  return checkpoint_dir
+
+
 class PhaseCheckpoints:
   """The newest checkpoint of one phase, under ``root/phase``, saved at most every ``seconds``.
 

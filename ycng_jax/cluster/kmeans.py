@@ -9,6 +9,10 @@ k-means++ candidates).  Rows are padded to a multiple of the device count and a
 Random numbers are drawn per *global row index* (``fold_in(key, row)``), never per
 shard, so the same seed gives the same centres on 1 device or on 8.
 
+Distances are computed on centred data (as scikit-learn does), and data whose magnitudes
+would overflow or underflow float32 once squared is first scaled by a power of two, which
+is exact, so any finite float32 data clusters as it would at a moderate scale.
+
 The functional core is :func:`kmeans` (and :func:`assign`); :class:`KMeans` wraps it
 in the familiar scikit-learn interface.
 """
@@ -17,18 +21,26 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
+from sklearn.exceptions import ConvergenceWarning
 
+from ycng_jax.checks import check_mesh, check_seed, real_number, seed_key, whole_number
 from ycng_jax.train.mesh import DATA_AXIS, data_sharding, make_mesh, replicated
 
 
 # Rows per block in a Lloyd step: 2048 x 784 float32 rows is 6 MB, about a CPU's L2+L3 share.
 DEFAULT_BLOCK_ROWS = 2048
+# Data whose largest magnitude lies in this range is used as it is: centred, its squared
+# distances and their sums stay far from float32's overflow (3e38) and underflow (1e-38, and
+# XLA on CPU flushes smaller values to 0). Other data is scaled by a power of two on the host
+# first; that is exact, so skipping it here saves a pass over the data and changes nothing.
+UNSCALED_PEAK = (2.0**-20, 2.0**20)
 
 
 class KMeansResult(NamedTuple):
@@ -37,7 +49,7 @@ class KMeansResult(NamedTuple):
   labels: np.ndarray  # (n,) int32, for the rows that were fitted
   inertia: float  # sum of squared distances of rows to their centre
   n_iter: int  # Lloyd iterations the best restart ran
-  all_inertia: np.ndarray  # (n_init,) inertia of every restart, for inspection
+  all_inertia: np.ndarray  # (n_init,) float64 inertia of every restart, for inspection
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -168,12 +180,11 @@ def _lloyd_shard(x, x_sq, mask, centers, max_iter: int, tol_sq, block_rows: int)
 
 def _fit_shard(keys, x, mask, tol, *, n_clusters: int, max_iter: int, n_trials: int,
                block_rows: int):
-  """All restarts on one shard (vmapped, so their matmuls fuse into one)."""
+  """All restarts on one shard (vmapped, so their matmuls fuse into one), on centred data."""
   x_sq = jnp.sum(x * x, axis=1)
   # scikit-learn scales tol by the mean per-feature variance of the data.
   count = jax.lax.psum(jnp.sum(mask), DATA_AXIS)
-  mean = jax.lax.psum(jnp.sum(x * mask[:, None], axis=0), DATA_AXIS) / count
-  var = jax.lax.psum(jnp.sum(((x - mean) ** 2) * mask[:, None], axis=0), DATA_AXIS) / count
+  var = jax.lax.psum(jnp.sum(x * x * mask[:, None], axis=0), DATA_AXIS) / count
   tol_sq = tol * jnp.mean(var)
 
   def one_run(key):
@@ -184,6 +195,22 @@ def _fit_shard(keys, x, mask, tol, *, n_clusters: int, max_iter: int, n_trials: 
 
 
 # ----------------------------------------------------------------------------- compiled programs
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_centre(mesh: Mesh):
+  """``(x - mean, mean)`` over the real rows. Distances are computed on centred data: their
+  matmul expansion would lose to a common offset the digits that tell points apart. ``x`` is
+  donated, so the centred rows take its place instead of doubling the data on the devices."""
+
+  def body(x, mask):
+    count = jax.lax.psum(jnp.sum(mask), DATA_AXIS)
+    mean = jax.lax.psum(jnp.sum(x * mask[:, None], axis=0), DATA_AXIS) / count
+    return (x - mean) * mask[:, None], mean
+
+  sharded = jax.shard_map(body, mesh=mesh, in_specs=(P(DATA_AXIS), P(DATA_AXIS)),
+                          out_specs=(P(DATA_AXIS), P()))
+  return jax.jit(sharded, donate_argnums=0)
 
 
 # check_vma=False: the centres come out of ``all_gather`` + ``top_k`` and are equal on
@@ -212,16 +239,33 @@ def _compiled_assign(mesh: Mesh):
   return jax.jit(sharded)
 
 
-def _check_rows(x, name: str = "x") -> np.ndarray:
+def _check_rows(x, name: str = "x") -> tuple[np.ndarray, float]:
+  """``x`` as float32 rows, and its largest magnitude."""
   x = np.asarray(x)
   if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
     raise ValueError(f"{name} must be a non-empty 2-D array (rows, features); got shape {x.shape}.")
   if not np.issubdtype(x.dtype, np.number):
     raise ValueError(f"{name} must be numeric; got dtype {x.dtype}.")
   x = x.astype(np.float32, copy=False)
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} contains NaN or infinite values; clean or impute them first.")
-  return x
+  # NaN and inf show in the minimum or the maximum: two passes that allocate nothing.
+  low, high = float(x.min()), float(x.max())
+  if not (math.isfinite(low) and math.isfinite(high)):
+    raise ValueError(f"{name} contains NaN or infinite values (or values beyond float32's range); "
+                     "clean or impute them first.")
+  return x, max(-low, high)
+
+
+def _scale_exponent(peak: float) -> int:
+  """``e`` such that data of largest magnitude ``peak``, times ``2**-e``, is safe to square:
+  0 inside ``UNSCALED_PEAK`` (and for all-zero data), else the magnitude lands in [0.5, 1)."""
+  if peak == 0.0 or UNSCALED_PEAK[0] <= peak <= UNSCALED_PEAK[1]:
+    return 0
+  return int(np.frexp(peak)[1])
+
+
+def _scaled(x: np.ndarray, exponent: int) -> np.ndarray:
+  # np.ldexp is exact also for subnormal values, which XLA on CPU would read as 0.
+  return np.ldexp(x, -exponent).astype(np.float32, copy=False) if exponent else x
 
 
 def block_layout(n: int, n_devices: int, block_rows: int) -> tuple[int, int]:
@@ -275,42 +319,60 @@ def kmeans(key: jax.Array, x, n_clusters: int, *, n_init: int = 1, max_iter: int
     block_rows: rows per device handled at once in a Lloyd step (a cache-sized block);
       it changes speed, not the result beyond float rounding.
   """
-  x = _check_rows(x)
+  x, peak = _check_rows(x)
   n, _ = x.shape
-  if not 1 <= n_clusters <= n:
+  n_clusters, n_init, max_iter, tol = _check_settings(n_clusters, n_init, max_iter, tol)
+  if n_clusters > n:
     raise ValueError(f"n_clusters={n_clusters} must be between 1 and the number of rows ({n}).")
-  if n_init < 1 or max_iter < 1 or tol < 0:
-    raise ValueError(
-        f"need n_init >= 1, max_iter >= 1, tol >= 0; got {n_init}, {max_iter}, {tol}.")
-  mesh = mesh or make_mesh()
+  block_rows = whole_number("block_rows", block_rows, 1)
+  mesh = check_mesh(mesh) or make_mesh()
   n_trials = 2 + int(math.log(n_clusters))  # scikit-learn's number of local trials
-  if block_rows < 1:
-    raise ValueError(f"block_rows must be positive, got {block_rows}.")
+  exponent = _scale_exponent(peak)
   per_device, block = block_layout(n, mesh.devices.size, block_rows)
-  xs, mask = shard_rows(x, mesh, per_device)
+  xs, mask = shard_rows(_scaled(x, exponent), mesh, per_device)
+  xs, mean = _compiled_centre(mesh)(xs, mask)
   keys = jax.device_put(jax.random.split(key, n_init), replicated(mesh))
   fit = _compiled_fit(mesh, n_clusters, max_iter, n_trials, block)
   centers, inertia, n_iter = fit(keys, xs, mask, jnp.float32(tol))
   best = int(jnp.argmin(inertia))
   best_centers = centers[best]
   labels, best_inertia = _compiled_assign(mesh)(xs, mask, best_centers)
+  labels = np.asarray(labels)[:n]
+  distinct = len(np.unique(labels))
+  if distinct < n_clusters:  # scikit-learn's warning, for the same cause
+    warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                  f"({n_clusters}). Possibly due to duplicate points in X.", ConvergenceWarning,
+                  stacklevel=2)
+  # Centres are means of the data, so back at its scale they fit in float32; the inertia
+  # (a float64) may not.
+  centers = np.asarray(best_centers, np.float64) + np.asarray(mean, np.float64)
   return KMeansResult(
-      centers=best_centers, labels=np.asarray(labels)[:n], inertia=float(best_inertia),
-      n_iter=int(n_iter[best]), all_inertia=np.asarray(inertia))
+      centers=jnp.asarray(np.ldexp(centers, exponent).astype(np.float32)), labels=labels,
+      inertia=math.ldexp(float(best_inertia), 2 * exponent), n_iter=int(n_iter[best]),
+      all_inertia=np.ldexp(np.asarray(inertia, np.float64), 2 * exponent))
 
 
 def assign(x, centers, *, mesh: Mesh | None = None) -> tuple[np.ndarray, float]:
   """Nearest-centre labels (n,) and the inertia of ``x`` under ``centers``."""
-  x = _check_rows(x)
-  centers = _check_rows(centers, "centers")
+  x, x_peak = _check_rows(x)
+  centers, centers_peak = _check_rows(centers, "centers")
   if centers.shape[1] != x.shape[1]:
     raise ValueError(
         f"x has {x.shape[1]} features but the centres have {centers.shape[1]}; "
         "predict on data shaped like the data that was fitted.")
-  mesh = mesh or make_mesh()
-  xs, mask = shard_rows(x, mesh)
-  labels, inertia = _compiled_assign(mesh)(xs, mask, jax.device_put(centers, replicated(mesh)))
-  return np.asarray(labels)[: x.shape[0]], float(inertia)
+  mesh = check_mesh(mesh) or make_mesh()
+  exponent = _scale_exponent(max(x_peak, centers_peak))
+  xs, mask = shard_rows(_scaled(x, exponent), mesh)
+  xs, mean = _compiled_centre(mesh)(xs, mask)
+  centers = (_scaled(centers, exponent).astype(np.float64) - np.asarray(mean, np.float64))
+  labels, inertia = _compiled_assign(mesh)(
+      xs, mask, jax.device_put(centers.astype(np.float32), replicated(mesh)))
+  return np.asarray(labels)[: x.shape[0]], math.ldexp(float(inertia), 2 * exponent)
+
+
+def _check_settings(n_clusters, n_init, max_iter, tol) -> tuple[int, int, int, float]:
+  return (whole_number("n_clusters", n_clusters, 1), whole_number("n_init", n_init, 1),
+          whole_number("max_iter", max_iter, 1), real_number("tol", tol, 0.0))
 
 
 class KMeans:
@@ -324,15 +386,13 @@ class KMeans:
 
   def __init__(self, n_clusters: int = 8, *, n_init: int = 1, max_iter: int = 300,
                tol: float = 1e-4, seed: int = 0, mesh: Mesh | None = None):
-    self.n_clusters = n_clusters
-    self.n_init = n_init
-    self.max_iter = max_iter
-    self.tol = tol
-    self.seed = seed
-    self.mesh = mesh
+    self.n_clusters, self.n_init, self.max_iter, self.tol = _check_settings(
+        n_clusters, n_init, max_iter, tol)
+    self.seed = check_seed(seed)  # any 64-bit integer: seed_key keeps all its bits
+    self.mesh = check_mesh(mesh)
 
   def fit(self, x) -> "KMeans":
-    result = kmeans(jax.random.key(self.seed), x, self.n_clusters, n_init=self.n_init,
+    result = kmeans(seed_key(self.seed), x, self.n_clusters, n_init=self.n_init,
                     max_iter=self.max_iter, tol=self.tol, mesh=self.mesh)
     self.cluster_centers_ = np.asarray(result.centers)
     self.labels_ = result.labels

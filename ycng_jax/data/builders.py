@@ -8,10 +8,13 @@ every machine gets the same split.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import tensorflow_datasets as tfds
+from tqdm.auto import tqdm
 
-from ycng_jax.data import readers
+from ycng_jax.data import quiet, readers
 
 SPLIT_SEED = 0
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
@@ -32,6 +35,14 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "First release."}
   DESCRIPTION = ""
   SOURCE = ""
+  _progress = None  # the bar of a preparation under way
+
+  def __init_subclass__(cls, **kwargs):
+    # TFDS registers every subclass by name unless told not to, and skip_registration is not
+    # inherited: our `mnist` and `fashion_mnist` would take TFDS's names, so `tfds:mnist` would
+    # build ours and TFDS's own catalogue would fail to import ("already registered").
+    kwargs["skip_registration"] = True
+    super().__init_subclass__(**kwargs)
 
   def __init__(self, **kwargs):
     kwargs.setdefault("file_format", "array_record")
@@ -48,13 +59,38 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                                  features=self._features(), homepage=self.SOURCE,
                                  metadata=tfds.core.MetadataDict())
 
+  def download_and_prepare(self, **kwargs):
+    """TFDS's preparation, saying what it does in one line and one progress bar on stderr."""
+    try:
+      with quiet.tfds_quiet():
+        super().download_and_prepare(**kwargs)
+    finally:
+      if self._progress is not None:
+        self._progress.close()
+        self._progress = None
+
+  # TFDS prints these two to stdout (they would break `--json`) and they would mislead: nothing
+  # is downloaded, and the sizes are "Unknown size" until the data is written.
+  def _log_download_bytes(self):
+    pass
+
+  def _log_download_done(self):
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing is downloaded: sources are installed packages
-    return {split: self._generate_examples(examples)
-            for split, examples in self._examples().items()}
+    # Called only when the data is really generated, so the line never claims a reused copy.
+    print(f"ycng: preparing {self.name} from {self.SOURCE}, once, into {self.data_dir_root}",
+          file=sys.stderr, flush=True)
+    examples = self._examples()
+    self._progress = tqdm(total=sum(map(len, examples.values())), desc=self.name,
+                          unit=" examples", file=sys.stderr, dynamic_ncols=True)
+    return {split: self._generate_examples(split_examples)
+            for split, split_examples in examples.items()}
 
   def _generate_examples(self, examples):
     for index, example in enumerate(examples):
+      self._progress.update()
       yield index, example
 
 

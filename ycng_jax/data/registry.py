@@ -14,7 +14,7 @@ import filelock
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ycng_jax.data import builders, paths
+from ycng_jax.data import builders, paths, quiet
 
 TFDS_PREFIX = "tfds:"
 
@@ -31,15 +31,30 @@ def list_datasets() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def _builder_cached(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-  if name.startswith(TFDS_PREFIX):
-    tfds_name = name[len(TFDS_PREFIX):]
+  with quiet.tfds_quiet():
+    if name.startswith(TFDS_PREFIX):
+      return _prepared_tfds_builder(name[len(TFDS_PREFIX):], data_dir)
+    return _our_builder(name, data_dir)
+
+
+def _prepared_tfds_builder(tfds_name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  try:
     builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-      raise FileNotFoundError(
-          f"TFDS dataset '{tfds_name}' is not prepared under {data_dir}. Prepare it where there is "
-          f"internet (tfds build {tfds_name} --file_format=array_record --data_dir {data_dir}) or "
-          "pass --data-dir pointing at a prepared copy; nothing is downloaded here.")
-    return builder
+  except tfds.core.DatasetNotFoundError:
+    # TFDS's own message lists its whole catalogue (hundreds of lines).
+    raise UnknownDatasetError(
+        f"Unknown dataset 'tfds:{tfds_name}': TFDS has no dataset '{tfds_name}' and none is "
+        f"prepared under {data_dir}. `ycng data list` lists ours; TFDS's are at "
+        "https://www.tensorflow.org/datasets/catalog/overview (or tfds.list_builders()).") from None
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f"TFDS dataset '{tfds_name}' is not prepared under {data_dir}. Prepare it where there is "
+        f"internet (tfds build {tfds_name} --file_format=array_record --data_dir {data_dir}) or "
+        "pass --data-dir pointing at a prepared copy; nothing is downloaded here.")
+  return builder
+
+
+def _our_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   if name not in builders.BUILDERS:
     raise UnknownDatasetError(
         f"Unknown dataset '{name}'. Known: {', '.join(list_datasets())}; or 'tfds:NAME' for a "
@@ -49,7 +64,6 @@ def _builder_cached(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   with filelock.FileLock(str(pathlib.Path(data_dir) / f".{name}.lock")):
     builder = builders.BUILDERS[name](data_dir=data_dir)
     if not builder.is_prepared():
-      print(f"[ycng_jax] preparing dataset '{name}' into {data_dir} (once) ...", flush=True)
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder

@@ -31,6 +31,13 @@ from ycng_jax.search.xla_backend import XLA_DEFAULTS, XLA_SEARCH_PARAMS, XlaBack
 BACKENDS: dict[str, dict[str, Any]] = {**XLA_DEFAULTS, **FAISS_DEFAULTS}
 
 
+def check_backend(backend: Any) -> str:
+  """``backend`` if it names an ``Index`` backend; lets a caller check before hours of work."""
+  if not isinstance(backend, str) or backend not in BACKENDS:
+    raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}.")
+  return backend
+
+
 def _as_matrix(x: Any, dim: int, what: str) -> np.ndarray:
   """Checks rank, dtype, width and finiteness; returns a C-contiguous float32 copy-if-needed."""
   array = np.asarray(x)
@@ -84,8 +91,7 @@ class Index:
       raise ValueError(f"dim must be a positive integer, got {dim!r}.")
     if metric not in knn.METRICS:
       raise ValueError(f"metric must be one of {knn.METRICS}, got {metric!r}.")
-    if backend not in BACKENDS:
-      raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}.")
+    check_backend(backend)
     unknown = set(params) - set(BACKENDS[backend])
     if unknown:
       raise TypeError(f"backend {backend!r} takes parameters {sorted(BACKENDS[backend])}, not "

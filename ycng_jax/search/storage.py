@@ -32,16 +32,33 @@ class IndexFormatError(ValueError):
 
 
 def write_container(path: str | os.PathLike, header: dict[str, Any], payload: bytes) -> None:
-  """Writes ``header`` and ``payload`` atomically (temp file, then rename)."""
+  """Writes ``header`` and ``payload`` atomically (temp file, then rename).
+
+  Raises:
+    ValueError: ``path`` is a directory.
+    FileNotFoundError: the directory ``path`` names does not exist.
+  """
   header = dict(header, payload_nbytes=len(payload), payload_crc32=zlib.crc32(payload))
   header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
   path = os.fspath(path)
+  if os.path.isdir(path):
+    raise ValueError(f"cannot save the index to {path!r}: it is a directory; give a file path, "
+                     f"e.g. {os.path.join(path, 'index.ycng')!r}.")
+  folder = os.path.dirname(path) or "."
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"cannot save the index to {path!r}: the directory {folder!r} does not "
+                            "exist; create it first.")
   tmp_path = f"{path}.tmp-{os.getpid()}"
-  with open(tmp_path, "wb") as f:
-    f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)))
-    f.write(header_bytes)
-    f.write(payload)
-  os.replace(tmp_path, path)
+  try:
+    with open(tmp_path, "wb") as f:
+      f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)))
+      f.write(header_bytes)
+      f.write(payload)
+    os.replace(tmp_path, path)
+  except BaseException:  # a full disk, a kill: no half-written file stays next to the index
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
 
 
 def read_container(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:

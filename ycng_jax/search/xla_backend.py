@@ -41,7 +41,10 @@ XLA_SEARCH_PARAMS = ("query_batch", "recall_target")
 
 
 def _dtype_name(dtype: Any) -> str:
-  name = jnp.dtype(dtype).name
+  try:
+    name = jnp.dtype(dtype).name
+  except TypeError:  # not a dtype at all: the same error as for a dtype we do not compute in
+    name = None
   if name not in _COMPUTE_DTYPES:
     raise ValueError(f"compute_dtype must be one of {_COMPUTE_DTYPES} (or the jnp dtype), got "
                      f"{dtype!r}.")

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ycng_jax.checks import whole_number
 from ycng_jax.models.bert import (BertConfig, BertModel, packed_attention_mask,
                                   pooling_mode_from_folder)
 from ycng_jax.models.hf_weights import load_params, resolve_model_folder
@@ -254,8 +255,7 @@ class Encoder:
     than ``max_seq_length`` tokens are truncated (one warning gives the count).
     """
     texts = _check_texts(texts)
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    batch_size = whole_number("batch_size", batch_size, 1)
     out = np.zeros((len(texts), self.dim), np.float32)
     if not texts:
       return out
@@ -292,6 +292,7 @@ class Encoder:
   def token_positions(self, texts: Sequence[str], batch_size: int = 64) -> tuple[int, int]:
     """``(real tokens, token positions the model computes)`` for ``encode(texts, batch_size)``:
     the second counts the padding that packing into length-bucket rows leaves."""
+    batch_size = whole_number("batch_size", batch_size, 1)
     _, lengths, _ = self._tokenize_stripped(_check_texts(texts))
     computed = sum(seq * len(step) for seq, step in self._packed_steps(lengths, batch_size))
     return int(lengths.sum()), int(computed)

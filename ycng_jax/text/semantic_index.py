@@ -12,41 +12,101 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Sequence
+from typing import Iterator, Sequence
 
-
+from ycng_jax.checks import whole_number
 from ycng_jax.errors import UserFileError
 from ycng_jax.search import Index
+from ycng_jax.search.index import check_backend
 from ycng_jax.text import corpus as corpus_lib
 
 INFO, INDEX, DOCUMENTS, EMBEDDINGS = "info.json", "index.ycng", "documents.jsonl", "embeddings"
 TITLE_KEYS = ("package", "movie", "title", "id")
+CORPUS_FILES = (".txt", ".jsonl")
+CORPUS_KINDS = ("a .txt file (one document a line), a .jsonl file (one JSON object with a 'text' "
+                "field a line) or a dataset name (`ycng data list`)")
+
+
+def _numbered_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
+  """``(line number, line)`` of the file's non-blank lines, decoded line by line so that an
+  error names the line it is on."""
+  with path.open("rb") as f:
+    for number, raw in enumerate(f, 1):
+      try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"{path}, line {number}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                         "save the file as UTF-8.") from None
+      if line.strip():
+        yield number, line
+
+
+def _jsonl_records(path: pathlib.Path) -> list[dict]:
+  records = []
+  for number, line in _numbered_lines(path):
+    where = f"{path}, line {number}"
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must "
+                       "hold one JSON object with a 'text' field.") from None
+    if not isinstance(record, dict):
+      raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object; each line must "
+                       "hold one JSON object with a 'text' field.")
+    if "text" not in record:
+      raise ValueError(f"{where}: the record has no 'text' field (its fields: {sorted(record)}); "
+                       "every record needs one.")
+    if not isinstance(record["text"], str):
+      raise ValueError(f"{where}: 'text' is a {type(record['text']).__name__}, not a string.")
+    records.append(record)
+  return records
+
+
+def _looks_like_a_path(corpus: str) -> bool:
+  """A name with a folder or a file extension in it; dataset names have neither."""
+  return "/" in corpus or os.sep in corpus or bool(pathlib.Path(corpus).suffix)
 
 
 def corpus_documents(corpus: str, *, split: str = "all", limit: int | None = None) -> dict[str, list]:
-  """``{"text": [...], "title": [...]}`` of a dataset name, a .txt file or a .jsonl file."""
+  """``{"text": [...], "title": [...]}`` of a dataset name, a .txt file or a .jsonl file.
+
+  Raises:
+    FileNotFoundError: ``corpus`` names a file (a .txt / .jsonl one, or a path that is not a
+      dataset name) that does not exist.
+    ValueError: a file that is not a corpus, a .jsonl line that is not a record with a 'text'
+      string, or ``limit`` < 1.
+  """
+  if limit is not None:
+    limit = whole_number("limit (the number of documents to keep)", limit, 1)
   path = pathlib.Path(corpus)
-  if path.suffix == ".txt" and path.is_file():
-    texts = [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
-    titles = [f"line {i + 1}" for i in range(len(texts))]
-  elif path.suffix == ".jsonl" and path.is_file():
-    rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
-    if rows and "text" not in rows[0]:
-      raise ValueError(f"{path}: each jsonl record needs a 'text' field; the first has {sorted(rows[0])}.")
-    texts = [r["text"] for r in rows]
-    titles = [str(next((r[k] for k in TITLE_KEYS if k in r), i)) for i, r in enumerate(rows)]
+  if path.suffix in CORPUS_FILES and not path.exists():
+    raise FileNotFoundError(f"corpus file {corpus!r} not found; a corpus is {CORPUS_KINDS}.")
+  if path.suffix in CORPUS_FILES and path.is_file():
+    if path.suffix == ".txt":
+      texts = [line for _, line in _numbered_lines(path)]
+      titles = [f"line {i + 1}" for i in range(len(texts))]
+    else:
+      rows = _jsonl_records(path)
+      texts = [r["text"] for r in rows]
+      titles = [str(next((r[k] for k in TITLE_KEYS if k in r), i)) for i, r in enumerate(rows)]
   else:
-    from ycng_jax import data  # pylint: disable=import-outside-toplevel
+    from ycng_jax.data import registry  # pylint: disable=import-outside-toplevel
+    if corpus not in registry.list_datasets() and not corpus.startswith(registry.TFDS_PREFIX):
+      if path.exists():
+        raise ValueError(f"{corpus!r} is not a corpus: a corpus is {CORPUS_KINDS}.")
+      if _looks_like_a_path(corpus):
+        raise FileNotFoundError(f"{corpus!r}: no such file, nor a dataset name; a corpus is "
+                                f"{CORPUS_KINDS}.")
     splits = ["train", "test"] if split == "all" else [split]
     texts, titles = [], []
     for s in splits:
-      arrays = data.load(corpus, s)
+      arrays = registry.load(corpus, s)
       if "text" not in arrays:
         raise ValueError(f"Dataset '{corpus}' has no 'text' feature; it has {sorted(arrays)}.")
       key = next((k for k in TITLE_KEYS if k in arrays), None)
       texts += list(arrays["text"])
       titles += [str(t) for t in arrays[key]] if key else [f"{s} {i}" for i in range(len(arrays["text"]))]
-  if limit:
+  if limit is not None:
     texts, titles = texts[:limit], titles[:limit]
   return {"text": texts, "title": titles}
 
@@ -55,10 +115,26 @@ def build(corpus: str, out: str | os.PathLike, *, model: str = "all-MiniLM-L6-v2
           backend: str = "exact", split: str = "all", limit: int | None = None,
           batch_size: int = 64, chunk_size: int = 4096, precision: str = "float32",
           progress: bool = True) -> dict:
-  """Embeds the corpus (resumable), builds and saves the index; returns ``info.json``'s dict."""
+  """Embeds the corpus (resumable), builds and saves the index; returns ``info.json``'s dict.
+
+  Every argument, and the corpus, is checked before anything is embedded or ``out`` is made.
+  """
+  from ycng_jax.text.encoder import precision_kwargs  # pylint: disable=import-outside-toplevel
+  from ycng_jax.models.hf_weights import (  # pylint: disable=import-outside-toplevel
+      resolve_model_folder)
+  check_backend(backend)
+  whole_number("batch_size", batch_size, 1)
+  whole_number("chunk_size", chunk_size, 1)
+  precision_kwargs(precision)
+  resolve_model_folder(model)
   out = pathlib.Path(out)
-  out.mkdir(parents=True, exist_ok=True)
+  if out.exists() and not out.is_dir():
+    raise ValueError(f"out={os.fspath(out)!r} is a file; give a folder (it is created if missing).")
   documents = corpus_documents(corpus, split=split, limit=limit)
+  if not documents["text"]:
+    raise ValueError(f"the corpus {corpus!r} holds no documents (blank lines do not count): "
+                     "nothing to index.")
+  out.mkdir(parents=True, exist_ok=True)
   embeddings = corpus_lib.embed_corpus(documents["text"], out / EMBEDDINGS, model=model,
                                        batch_size=batch_size, chunk_size=chunk_size,
                                        precision=precision, progress=progress)

@@ -7,7 +7,7 @@ Names are imported lazily (PEP 562), so ``ycng_jax.train.mesh`` (used by the dat
 pipeline) stays cheap to import.
 """
 
-import importlib
+from ycng_jax._lazy import lazy_exports
 
 _EXPORTS = {
     "Callback": "callbacks", "EarlyStopping": "callbacks", "History": "callbacks",
@@ -22,9 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-  if name in _EXPORTS:
-    return getattr(importlib.import_module(f"ycng_jax.train.{_EXPORTS[name]}"), name)
-  raise AttributeError(f"module 'ycng_jax.train' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

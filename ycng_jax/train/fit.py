@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from ycng_jax.errors import whole_number
 from ycng_jax.train.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ycng_jax.train.logging_callbacks import MetricsLogger
-from ycng_jax.train.trainer import Trainer, _add_sums, averages, peek
+from ycng_jax.train.dispatch import DispatchLimit, add_sums
+from ycng_jax.train.trainer import Trainer, averages, peek
 
 
 class LazyLogs(collections.abc.Mapping):
@@ -106,6 +107,7 @@ class FitLoop:
   def run(self) -> dict[str, float]:
     trainer, cbs = self.trainer, self.callbacks
     logs: dict[str, float] = {}
+    limit = DispatchLimit()
     while self.epoch < self.epochs and not trainer.stop_training:
       epoch = self.epoch
       if self.step_in_epoch == 0:
@@ -115,7 +117,8 @@ class FitLoop:
         batch_index = self.step_in_epoch
         cbs.on_train_batch_begin(batch_index)
         sums = trainer.train_step(self._next_batch())
-        self.epoch_sums = sums if self.epoch_sums is None else _add_sums(self.epoch_sums, sums)
+        self.epoch_sums = sums if self.epoch_sums is None else add_sums(self.epoch_sums, sums)
+        limit(self.epoch_sums)
         self.step_in_epoch += 1
         self.global_step += 1
         current = self.epoch_sums

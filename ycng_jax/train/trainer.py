@@ -19,6 +19,7 @@ import optax
 from jax.sharding import Mesh
 
 from ycng_jax.train import optim, steps
+from ycng_jax.train.dispatch import DispatchLimit, add_sums
 from ycng_jax.train.losses import LossFn
 from ycng_jax.train.mesh import DATA_AXIS, make_mesh
 from ycng_jax.train.partition import state_shardings
@@ -30,11 +31,6 @@ PyTree = Any
 def batch_spec(batch: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
   """Per key: the shape without the batch axis, and the dtype name."""
   return {k: (tuple(v.shape[1:]), np.dtype(v.dtype).name) for k, v in batch.items()}
-
-
-@jax.jit
-def _add_sums(a, b):
-  return jax.tree.map(jnp.add, a, b)
 
 
 @contextlib.contextmanager
@@ -187,13 +183,14 @@ class Trainer:
     self._require_state()
     if callbacks is not None:
       callbacks.on_eval_begin()
-    total = None
+    total, limit = None, DispatchLimit()
     with rewound(data):
       for i, batch in enumerate(data):
         if steps is not None and i >= steps:
           break
         sums = self.eval_step(batch)
-        total = sums if total is None else _add_sums(total, sums)
+        total = sums if total is None else add_sums(total, sums)
+        limit(total)
     if total is None:
       raise ValueError("evaluation data yielded no batches")
     logs = averages(total)
