@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from ycng_jax.errors import UserError, whole_number
+from ycng_jax.checks import whole_number
+from ycng_jax.errors import UserError
 from ycng_jax.train import mesh as mesh_lib
 
 Batch = dict[str, np.ndarray]

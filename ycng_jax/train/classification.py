@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ycng_jax.errors import UserError, real_number, whole_number
+from ycng_jax.checks import real_number, whole_number
+from ycng_jax.errors import UserError
 from ycng_jax.train import callbacks as cb_lib
 from ycng_jax.train import checkpoint as ckpt_lib
 from ycng_jax.train import distributed, logging_callbacks as log_lib, optim

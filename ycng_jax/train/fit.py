@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from ycng_jax.errors import whole_number
+from ycng_jax.checks import whole_number
 from ycng_jax.train.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ycng_jax.train.logging_callbacks import MetricsLogger
 from ycng_jax.train.dispatch import DispatchLimit, add_sums

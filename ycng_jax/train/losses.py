@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ycng_jax.errors import UserError, real_number
+from ycng_jax.checks import real_number
+from ycng_jax.errors import UserError
 
 LossFn = Callable[[Any, Mapping[str, jax.Array]], dict[str, jax.Array]]
 

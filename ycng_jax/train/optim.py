@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ycng_jax.errors import UserError, real_number
+from ycng_jax.checks import real_number
+from ycng_jax.errors import UserError
 
 PyTree = Any
 
