@@ -79,3 +79,12 @@ def test_too_few_training_vectors_is_clear(blobs):
     Index(DIM, backend="faiss-ivfpq", m=5)
   with pytest.raises(ValueError, match="nprobe=20 exceeds nlist=16"):
     Index(DIM, backend="faiss-ivf", nlist=16, nprobe=20)
+
+
+def test_few_training_vectors_warn_in_python_not_on_stderr(blobs, capfd):
+  database = blobs[0][:400]  # under 39 per centroid for nlist=16 and for 2**6 PQ centroids
+  with pytest.warns(UserWarning, match=r"training 16 centroids \(nlist\) on 400 vectors") as seen:
+    Index(DIM, backend="faiss-ivfpq", nlist=16, m=16, nbits=6).add(database)
+  assert any("2**nbits" in str(w.message) for w in seen)
+  assert seen[0].filename == __file__  # points at the caller's line
+  assert "WARNING clustering" not in capfd.readouterr().err  # faiss' own print is off

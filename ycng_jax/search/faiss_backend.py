@@ -8,10 +8,19 @@ same as the XLA backends, so no id map is needed.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import faiss
 import numpy as np
+
+# faiss' own rule of thumb: k-means wants this many training vectors per centroid.
+POINTS_PER_CENTROID = 39
+
+
+class FewTrainingPointsWarning(UserWarning):
+  """An IVF or PQ index was trained on fewer vectors than faiss recommends."""
+
 
 # Backend name -> its parameters and their defaults.
 # Parameters that only steer search, so they may change on a built index.
@@ -113,7 +122,25 @@ class FaissBackend:
           f"{self.backend} needs at least {need} training vectors (nlist={self.params.get('nlist')}"
           + (f", 2**nbits={2**self.params['nbits']}" if "nbits" in self.params else "")
           + f") but got {len(vectors)}; call .train(x) with more vectors first or lower nlist.")
+    self._warn_if_few(len(vectors))
     self._index.train(vectors)
+
+  def _warn_if_few(self, n: int) -> None:
+    """faiss prints its own warning for this straight to the process' stderr, where Python
+    cannot filter or capture it; ours is a Python warning, and faiss' is switched off."""
+    quantizers = []
+    if "nlist" in self.params:
+      quantizers.append(("nlist", self.params["nlist"], self._index.cp))
+    if self.backend == "faiss-ivfpq":
+      quantizers.append(("2**nbits", 2**self.params["nbits"], self._index.pq.cp))
+    for name, centroids, clustering in quantizers:
+      clustering.min_points_per_centroid = 1
+      if n < POINTS_PER_CENTROID * centroids:
+        warnings.warn(
+            f"{self.backend}: training {centroids} centroids ({name}) on {n} vectors; faiss "
+            f"recommends at least {POINTS_PER_CENTROID * centroids} ({POINTS_PER_CENTROID} per "
+            f"centroid) for good recall. Train on more vectors or lower {name.split('*')[-1]}.",
+            FewTrainingPointsWarning, stacklevel=5)
 
   def add(self, vectors: np.ndarray) -> None:
     self.train(vectors)
