@@ -142,3 +142,23 @@ def test_bad_folders_are_one_error_line(tmp_path, capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ycng: error: {message}") and len(err.splitlines()) == 1, err
+
+
+def test_bad_index_build_input_is_one_error_line(tmp_path, capsys):
+  bad_json = tmp_path / "bad.jsonl"
+  bad_json.write_text('{"text": "a"}\n{"title": "b"}\n')
+  empty = tmp_path / "empty.txt"
+  empty.write_text("\n\n")
+  out = tmp_path / "out"
+  cases = [
+      ([str(tmp_path / "missing.txt")], f"corpus file '{tmp_path / 'missing.txt'}' not found"),
+      ([str(bad_json)], f"{bad_json}, line 2: the record has no 'text' field"),
+      ([str(empty)], f"the corpus '{empty}' holds no documents"),
+      ([str(empty), "--backend", "nosuch"], "backend must be one of"),
+      ([str(bad_json), "--limit", "-1"], "limit (the number of documents to keep) must be"),
+  ]
+  for args, message in cases:
+    assert cli.main(["index", "build", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ycng: error: {message}") and len(err.splitlines()) == 1, err
+    assert not out.exists()  # checked before any work: nothing created

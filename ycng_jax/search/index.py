@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from ycng_jax.errors import UserError
+from ycng_jax.errors import UserError, UserTypeError
 from ycng_jax.search import knn
 from ycng_jax.search.faiss_backend import FAISS_DEFAULTS, FAISS_SEARCH_PARAMS, FaissBackend
 from ycng_jax.search.storage import IndexFormatError, read_container, write_container
@@ -34,7 +34,7 @@ BACKENDS: dict[str, dict[str, Any]] = {**XLA_DEFAULTS, **FAISS_DEFAULTS}
 def check_backend(backend: Any) -> str:
   """``backend`` if it names an ``Index`` backend; lets a caller check before hours of work."""
   if not isinstance(backend, str) or backend not in BACKENDS:
-    raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}.")
+    raise UserError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}.")
   return backend
 
 
@@ -42,19 +42,19 @@ def _as_matrix(x: Any, dim: int, what: str) -> np.ndarray:
   """Checks rank, dtype, width and finiteness; returns a C-contiguous float32 copy-if-needed."""
   array = np.asarray(x)
   if not jnp.issubdtype(array.dtype, jnp.floating):
-    raise TypeError(f"{what} must be a floating-point array, got dtype {array.dtype}; "
+    raise UserTypeError(f"{what} must be a floating-point array, got dtype {array.dtype}; "
                     "convert with .astype(np.float32).")
   if array.ndim != 2:
-    raise ValueError(f"{what} must be 2-D (n, {dim}), got shape {array.shape}"
+    raise UserError(f"{what} must be 2-D (n, {dim}), got shape {array.shape}"
                      + ("; for one vector use x[None, :]." if array.ndim == 1 else "."))
   if array.shape[1] != dim:
-    raise ValueError(f"{what} have dimension {array.shape[1]} but the index was built for "
+    raise UserError(f"{what} have dimension {array.shape[1]} but the index was built for "
                      f"dim={dim}.")
   array = np.ascontiguousarray(array, dtype=np.float32)
   finite = np.isfinite(array).all(axis=1)
   if not finite.all():
     bad = np.flatnonzero(~finite)
-    raise ValueError(f"{what} contain NaN or inf in {len(bad)} row(s) (first: row {bad[0]}) "
+    raise UserError(f"{what} contain NaN or inf in {len(bad)} row(s) (first: row {bad[0]}) "
                      "(or overflow float32); clean or drop those rows first.")
   return array
 
@@ -88,16 +88,16 @@ class Index:
   def __init__(self, dim: int, *, metric: str = "ip", backend: str = "exact",
                mesh: Mesh | None = None, **params: Any):
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
-      raise ValueError(f"dim must be a positive integer, got {dim!r}.")
+      raise UserError(f"dim must be a positive integer, got {dim!r}.")
     if metric not in knn.METRICS:
-      raise ValueError(f"metric must be one of {knn.METRICS}, got {metric!r}.")
+      raise UserError(f"metric must be one of {knn.METRICS}, got {metric!r}.")
     check_backend(backend)
     unknown = set(params) - set(BACKENDS[backend])
     if unknown:
-      raise TypeError(f"backend {backend!r} takes parameters {sorted(BACKENDS[backend])}, not "
+      raise UserTypeError(f"backend {backend!r} takes parameters {sorted(BACKENDS[backend])}, not "
                       f"{sorted(unknown)}.")
     if mesh is not None and backend not in XLA_DEFAULTS:
-      raise TypeError(f"mesh applies to the XLA backends {sorted(XLA_DEFAULTS)}, not {backend!r}.")
+      raise UserTypeError(f"mesh applies to the XLA backends {sorted(XLA_DEFAULTS)}, not {backend!r}.")
     self.dim = int(dim)
     self.metric = metric
     self.backend = backend
@@ -134,7 +134,7 @@ class Index:
     allowed = set(BACKENDS[self.backend]) & set(FAISS_SEARCH_PARAMS + XLA_SEARCH_PARAMS)
     unknown = set(params) - allowed
     if unknown:
-      raise TypeError(f"backend {self.backend!r} can change only {sorted(allowed)} after "
+      raise UserTypeError(f"backend {self.backend!r} can change only {sorted(allowed)} after "
                       f"construction, not {sorted(unknown)}.")
     self._store.set_search_params(**params)
     return self
@@ -165,9 +165,9 @@ class Index:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
       raise UserError(f"k must be a positive integer, got {k!r}.")
     if self.ntotal == 0:
-      raise ValueError("the index is empty: add vectors before searching.")
+      raise UserError("the index is empty: add vectors before searching.")
     if k > self.ntotal:
-      raise ValueError(f"k={k} is larger than the index ({self.ntotal} vectors); ask for at most "
+      raise UserError(f"k={k} is larger than the index ({self.ntotal} vectors); ask for at most "
                        f"{self.ntotal} neighbours.")
     queries = _as_matrix(queries, self.dim, "queries")
     if len(queries) == 0:

@@ -21,6 +21,7 @@ import os
 import struct
 import zlib
 from typing import Any
+from ycng_jax.errors import UserError, UserFileError
 
 MAGIC = b"YCNGIDX\x00"
 FORMAT_VERSION = 1
@@ -42,11 +43,11 @@ def write_container(path: str | os.PathLike, header: dict[str, Any], payload: by
   header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
   path = os.fspath(path)
   if os.path.isdir(path):
-    raise ValueError(f"cannot save the index to {path!r}: it is a directory; give a file path, "
+    raise UserError(f"cannot save the index to {path!r}: it is a directory; give a file path, "
                      f"e.g. {os.path.join(path, 'index.ycng')!r}.")
   folder = os.path.dirname(path) or "."
   if not os.path.isdir(folder):
-    raise FileNotFoundError(f"cannot save the index to {path!r}: the directory {folder!r} does not "
+    raise UserFileError(f"cannot save the index to {path!r}: the directory {folder!r} does not "
                             "exist; create it first.")
   tmp_path = f"{path}.tmp-{os.getpid()}"
   try:

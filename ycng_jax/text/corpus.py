@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ycng_jax.data import chunk_store
+from ycng_jax.errors import UserError, UserTypeError
 from ycng_jax.search import Index
 
 
@@ -39,10 +40,10 @@ def embed_corpus(texts: Sequence[str], directory: str | os.PathLike, *,
   """
   texts = list(texts)
   if not texts:
-    raise ValueError("The corpus is empty: nothing to embed.")
+    raise UserError("The corpus is empty: nothing to embed.")
   bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
   if bad is not None:
-    raise TypeError(f"texts[{bad}] is a {type(texts[bad]).__name__}, not a str.")
+    raise UserTypeError(f"texts[{bad}] is a {type(texts[bad]).__name__}, not a str.")
   from ycng_jax.text.encoder import precision_kwargs  # pylint: disable=import-outside-toplevel
   encoder_kwargs = precision_kwargs(precision)  # fails early on an unknown name
   fingerprint = {"model": str(model), "texts_sha256": texts_fingerprint(texts)}
@@ -79,11 +80,11 @@ def near_duplicates(embeddings: np.ndarray, threshold: float, *, index: Index | 
   so no pair is missed however many duplicates a row has. Memory: one block x k.
   """
   if not -1.0 <= threshold <= 1.0:
-    raise ValueError(f"threshold={threshold} is a cosine, so it must lie in [-1, 1].")
+    raise UserError(f"threshold={threshold} is a cosine, so it must lie in [-1, 1].")
   n = len(embeddings)
   index = index or build_index(embeddings)
   if index.ntotal != n:
-    raise ValueError(f"The index holds {index.ntotal} vectors but there are {n} embeddings.")
+    raise UserError(f"The index holds {index.ntotal} vectors but there are {n} embeddings.")
   found_i, found_j, found_s = [], [], []
   for start in tqdm(range(0, n, query_block), desc="near-duplicates", disable=not progress):
     rows = np.arange(start, min(n, start + query_block))

@@ -15,7 +15,7 @@ import pathlib
 from typing import Iterator, Sequence
 
 from ycng_jax.checks import whole_number
-from ycng_jax.errors import UserFileError
+from ycng_jax.errors import UserError, UserFileError
 from ycng_jax.search import Index
 from ycng_jax.search.index import check_backend
 from ycng_jax.text import corpus as corpus_lib
@@ -35,7 +35,7 @@ def _numbered_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
       try:
         line = raw.decode("utf-8").rstrip("\r\n")
       except UnicodeDecodeError as e:
-        raise ValueError(f"{path}, line {number}: not UTF-8 text ({e.reason} at byte {e.start}); "
+        raise UserError(f"{path}, line {number}: not UTF-8 text ({e.reason} at byte {e.start}); "
                          "save the file as UTF-8.") from None
       if line.strip():
         yield number, line
@@ -48,16 +48,16 @@ def _jsonl_records(path: pathlib.Path) -> list[dict]:
     try:
       record = json.loads(line)
     except json.JSONDecodeError as e:
-      raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must "
+      raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must "
                        "hold one JSON object with a 'text' field.") from None
     if not isinstance(record, dict):
-      raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object; each line must "
+      raise UserError(f"{where}: a JSON {type(record).__name__}, not an object; each line must "
                        "hold one JSON object with a 'text' field.")
     if "text" not in record:
-      raise ValueError(f"{where}: the record has no 'text' field (its fields: {sorted(record)}); "
+      raise UserError(f"{where}: the record has no 'text' field (its fields: {sorted(record)}); "
                        "every record needs one.")
     if not isinstance(record["text"], str):
-      raise ValueError(f"{where}: 'text' is a {type(record['text']).__name__}, not a string.")
+      raise UserError(f"{where}: 'text' is a {type(record['text']).__name__}, not a string.")
     records.append(record)
   return records
 
@@ -80,7 +80,7 @@ def corpus_documents(corpus: str, *, split: str = "all", limit: int | None = Non
     limit = whole_number("limit (the number of documents to keep)", limit, 1)
   path = pathlib.Path(corpus)
   if path.suffix in CORPUS_FILES and not path.exists():
-    raise FileNotFoundError(f"corpus file {corpus!r} not found; a corpus is {CORPUS_KINDS}.")
+    raise UserFileError(f"corpus file {corpus!r} not found; a corpus is {CORPUS_KINDS}.")
   if path.suffix in CORPUS_FILES and path.is_file():
     if path.suffix == ".txt":
       texts = [line for _, line in _numbered_lines(path)]
@@ -93,16 +93,16 @@ def corpus_documents(corpus: str, *, split: str = "all", limit: int | None = Non
     from ycng_jax.data import registry  # pylint: disable=import-outside-toplevel
     if corpus not in registry.list_datasets() and not corpus.startswith(registry.TFDS_PREFIX):
       if path.exists():
-        raise ValueError(f"{corpus!r} is not a corpus: a corpus is {CORPUS_KINDS}.")
+        raise UserError(f"{corpus!r} is not a corpus: a corpus is {CORPUS_KINDS}.")
       if _looks_like_a_path(corpus):
-        raise FileNotFoundError(f"{corpus!r}: no such file, nor a dataset name; a corpus is "
+        raise UserFileError(f"{corpus!r}: no such file, nor a dataset name; a corpus is "
                                 f"{CORPUS_KINDS}.")
     splits = ["train", "test"] if split == "all" else [split]
     texts, titles = [], []
     for s in splits:
       arrays = registry.load(corpus, s)
       if "text" not in arrays:
-        raise ValueError(f"Dataset '{corpus}' has no 'text' feature; it has {sorted(arrays)}.")
+        raise UserError(f"Dataset '{corpus}' has no 'text' feature; it has {sorted(arrays)}.")
       key = next((k for k in TITLE_KEYS if k in arrays), None)
       texts += list(arrays["text"])
       titles += [str(t) for t in arrays[key]] if key else [f"{s} {i}" for i in range(len(arrays["text"]))]
@@ -129,10 +129,10 @@ def build(corpus: str, out: str | os.PathLike, *, model: str = "all-MiniLM-L6-v2
   resolve_model_folder(model)
   out = pathlib.Path(out)
   if out.exists() and not out.is_dir():
-    raise ValueError(f"out={os.fspath(out)!r} is a file; give a folder (it is created if missing).")
+    raise UserError(f"out={os.fspath(out)!r} is a file; give a folder (it is created if missing).")
   documents = corpus_documents(corpus, split=split, limit=limit)
   if not documents["text"]:
-    raise ValueError(f"the corpus {corpus!r} holds no documents (blank lines do not count): "
+    raise UserError(f"the corpus {corpus!r} holds no documents (blank lines do not count): "
                      "nothing to index.")
   out.mkdir(parents=True, exist_ok=True)
   embeddings = corpus_lib.embed_corpus(documents["text"], out / EMBEDDINGS, model=model,
