@@ -2,7 +2,8 @@
 
 Prints one table per run: k-means on pixels, autoencoder + k-means, and DEC (or IDEC),
 with accuracy / NMI / ARI and the time of each phase; ``--out FILE`` appends the same as
-one JSON line.  The figures in the clustering README section come from:
+one JSON line.  Quick single-seed checks (the figures in docs/clustering.md come from
+``ycng run clustering/...``, not from this script):
 
   python scripts/dec_real.py --dataset mnist --seed 0 --pretrain-epochs 50
   python scripts/dec_real.py --dataset fashion_mnist --seed 0 --pretrain-epochs 10

@@ -7,8 +7,8 @@ autoencoder, 200 Adam epochs, k-means x 20, SGD on KL(P||Q), target every 140 it
 plus one change: every pretraining and clustering batch is randomly rotated (up to 10 degrees)
 and shifted (up to 10% of the height and width) on the device, while the targets P come from
 the clean digits (``ycng_jax.vision.augment``). On 10k digits the plain autoencoder's
-embedding is what limits DEC (see README); augmentation teaches it that a shifted or tilted
-digit is the same digit. IDEC is off: its augmented phase costs 3x DEC's and the paper's
+embedding is what limits DEC (docs/clustering.md); augmentation teaches it that a shifted or
+tilted digit is the same digit. IDEC is off: its augmented phase costs 3x DEC's and the paper's
 targets are DEC's. Writes the same table and figures as clustering/dec_mnist.
 """
 

