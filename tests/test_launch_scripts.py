@@ -1,7 +1,7 @@
-"""The TPU VM launch scripts: their dry runs print the exact commands and run none.
+"""The TPU VM and SLURM launch scripts: their dry runs print the exact commands and run none.
 
 Every script runs under bash with PATH holding only stand-ins for the tools it would call
-(gcloud, git, mkdir, a fake metadata-server curl...), each of which records its call: a
+(gcloud, srun, git, mkdir, a fake metadata-server curl...), each of which records its call: a
 dry run must leave that record empty, and without --dry-run the record must be what the dry
 run printed. No jax, no network; a few seconds in all.
 """
@@ -19,6 +19,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TPU_VM = ROOT / "scripts" / "tpu_vm" / "tpu_vm.sh"
 ON_WORKER = ROOT / "scripts" / "tpu_vm" / "on_worker.sh"
+SBATCH = ROOT / "scripts" / "slurm" / "ycng_multinode.sbatch"
 BASH = shutil.which("bash")
 RECORDED = ("gcloud", "srun", "sbatch", "git", "mkdir", "tar", "ssh", "scp", "python3", "ycng")
 
@@ -265,9 +266,75 @@ def test_on_worker_refuses_unknown_options(sandbox):
   assert result.returncode != 0 and "no COMMAND" in result.stderr
 
 
+# ----- scripts/slurm/ycng_multinode.sbatch ---------------------------------------------------
+
+def test_slurm_dry_run_one_process_per_gpu(sandbox):
+  result = sandbox(SBATCH, *EXPERIMENT, "--workdir", "/shared/w", env={"DRY_RUN": "1"})
+  printed = lines(result)
+  assert printed[-2:] == [
+      "export JAX_LOCAL_DEVICE_IDS=0",
+      "srun --nodes=2 --ntasks=16 --ntasks-per-node=8 --gpus-per-task=1 --kill-on-bad-exit=1 "
+      "ycng run topic1/sequential_cnn --config.num_epochs=3 --workdir /shared/w"]
+  comments = "\n".join(printed[:-2])
+  assert "16 processes" in comments
+  for variable in ("SLURM_JOB_ID", "SLURM_NTASKS=16", "SLURM_PROCID", "SLURM_LOCALID",
+                   "SLURM_STEP_NODELIST"):
+    assert variable in comments
+  assert sandbox.called() == ""
+
+
+def test_slurm_one_process_per_node_with_sizes_from_the_allocation(sandbox):
+  env = {"LAYOUT": "node", "SLURM_JOB_NUM_NODES": "4", "SLURM_GPUS_ON_NODE": "4",
+         "SLURM_CPUS_PER_TASK": "16"}
+  result = sandbox(SBATCH, "--dry-run", "topic1/x", "--config.name", "a b", env=env)
+  assert argvs(result) == [
+      ["export", "JAX_LOCAL_DEVICE_IDS=0,1,2,3"],
+      ["srun", "--nodes=4", "--ntasks=4", "--ntasks-per-node=1", "--gpus-per-task=4",
+       "--kill-on-bad-exit=1", "--cpus-per-task=16",
+       "ycng", "run", "topic1/x", "--config.name", "a b"]]
+  assert sandbox.called() == ""
+
+
+def test_slurm_sizes_can_be_given_outside_slurm(sandbox):
+  result = sandbox(SBATCH, "x", env={"DRY_RUN": "1", "NODES": "3", "GPUS_PER_NODE": "2"})
+  assert argvs(result)[-1][:5] == ["srun", "--nodes=3", "--ntasks=6", "--ntasks-per-node=2",
+                                   "--gpus-per-task=1"]
+
+
+def test_slurm_without_dry_run_runs_what_the_dry_run_prints(sandbox):
+  env = {"SLURM_JOB_ID": "42", "SLURM_JOB_NUM_NODES": "2", "SLURM_GPUS_ON_NODE": "4"}
+  printed = argvs(sandbox(SBATCH, "x", "--workdir=w", env={"DRY_RUN": "1", **env}))
+  srun = sandbox.bin_dir / "srun"  # this stand-in also shows what srun would pass on
+  srun.write_text(srun.read_text() + 'echo "export JAX_LOCAL_DEVICE_IDS=$JAX_LOCAL_DEVICE_IDS"\n')
+  result = sandbox(SBATCH, "x", "--workdir=w", env=env)
+  assert argvs(result) == printed[:1] and sandbox.called_argvs() == printed[1:]
+
+
+def test_sbatch_header_matches_the_default_layout():
+  header = [line for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
+  assert "#SBATCH --nodes=2" in header and "#SBATCH --ntasks-per-node=8" in header
+  assert "#SBATCH --gpus-per-task=1" in header
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["x", "--wokdir", "w"], {}, "unknown option '--wokdir'"),
+    (["x", "extra"], {}, "unexpected argument 'extra'"),
+    ([], {}, "must be an EXPERIMENT"),
+    (["--workdir", "w"], {}, "must be an EXPERIMENT"),
+    (["x", "--workdir"], {}, "--workdir needs a value"),
+    (["x"], {"LAYOUT": "socket"}, "LAYOUT must be gpu or node"),
+    (["x"], {"DRY_RUN": "yes"}, "DRY_RUN must be 0 or 1"),
+    (["x"], {"NODES": "two"}, "bad sizes"),
+])
+def test_slurm_refuses_bad_arguments(sandbox, args, env, message):
+  result = sandbox(SBATCH, *args, env={"DRY_RUN": "1", **env})
+  assert result.returncode != 0 and message in result.stderr, result.stderr
+  assert result.stdout == "" and sandbox.called() == ""
+
+
 # ----- all of them ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("script", [TPU_VM, ON_WORKER])
+@pytest.mark.parametrize("script", [TPU_VM, ON_WORKER, SBATCH])
 def test_help_and_syntax(sandbox, script):
   result = sandbox(script, "--help")
   assert result.returncode == 0 and result.stdout.startswith("Usage:")
