@@ -19,19 +19,10 @@ runs unchanged.
   -h, --help  this text
 '
 
-# One shell word, quoted only when it needs to be, so printed commands can be pasted;
-# --flag=VALUE keeps the flag outside the quotes, where it is easier to read.
-quote() {
-  if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf '%s' "$1"
-  elif [[ $1 =~ ^(--[a-z-]+=)(.*)$ ]]; then
-    printf '%s' "${BASH_REMATCH[1]}"; quote "${BASH_REMATCH[2]}"
-  else printf "'%s'" "${1//\'/\'\\\'\'}"; fi
-}
-quote_all() {
-  local out='' word
-  for word in "$@"; do out+="${out:+ }$(quote "$word")"; done
-  printf '%s' "$out"
-}
+# quote / quote_all: shell-quoting for printed commands (beside this script; the run step
+# copies the whole checkout to the workers, so on_worker.sh finds it there too).
+here=${BASH_SOURCE[0]%/*}; [[ $here == "${BASH_SOURCE[0]}" ]] && here=.
+source "$here/quote.sh"
 die() { printf 'on_worker.sh: %s\n' "$*" >&2; exit 2; }
 
 dry_run=0

@@ -95,19 +95,9 @@ fi
 REMOTE_DIR=ycng-jax  # on every worker, relative to the home folder
 TARBALL=${TMPDIR:-/tmp}/ycng-jax-$name.tar.gz
 
-# One shell word, quoted only when it needs to be, so printed commands can be pasted;
-# --flag=VALUE keeps the flag outside the quotes, where it is easier to read.
-quote() {
-  if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf '%s' "$1"
-  elif [[ $1 =~ ^(--[a-z-]+=)(.*)$ ]]; then
-    printf '%s' "${BASH_REMATCH[1]}"; quote "${BASH_REMATCH[2]}"
-  else printf "'%s'" "${1//\'/\'\\\'\'}"; fi
-}
-quote_all() {
-  local out='' word
-  for word in "$@"; do out+="${out:+ }$(quote "$word")"; done
-  printf '%s' "$out"
-}
+# quote / quote_all: shell-quoting for printed commands (beside this script; the run step
+# copies the whole checkout to the workers, so on_worker.sh finds it there too).
+source "$here/quote.sh"
 do_cmd() {
   if (( dry_run )); then printf '%s\n' "$(quote_all "$@")"; else "$@"; fi
 }
