@@ -25,21 +25,20 @@ import os
 import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from ycng_jax import fingerprints
 from ycng_jax.checks import real_number, whole_number
 from ycng_jax.errors import UserError
-from ycng_jax.models.bert import BertConfig, BertForSequenceClassification
 from ycng_jax.text import finetune_metrics as fm
+from ycng_jax.text.finetune_model import (SequenceClassifier, classifier_config,
+                                          load_pretrained_into, make_loss, make_optimizer,
+                                          model_folder)
 from ycng_jax.train import callbacks as cb_lib
 from ycng_jax.train import checkpoint as ckpt_lib
-from ycng_jax.train import distributed, logging_callbacks as log_lib, optim
+from ycng_jax.train import distributed, logging_callbacks as log_lib
 from ycng_jax.train.trainer import Trainer, peek
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -92,6 +91,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 def check_values(config: ml_collections.ConfigDict) -> None:
   """Each setting in range before any data is read or model built."""
+  if not config.dataset:
+    raise UserError("config.dataset is empty: give a data set name (e.g. debtags) or the path "
+                    "of your .jsonl/.csv file (--config.dataset=PATH; see docs/text_classification.md)")
   whole_number("config.epochs", config.epochs, 1)
   whole_number("config.batch_size", config.batch_size, 1)
   whole_number("config.eval_batch_size", config.eval_batch_size, 1)
@@ -116,100 +118,6 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   if not config.buckets or any(int(b) != b or b < 1 for b in config.buckets):
     raise UserError(f"config.buckets={tuple(config.buckets)!r}: give positive token counts, "
                     "e.g. (16, 32, 64, 128)")
-
-
-# --- model, loss, optimizer ------------------------------------------------------------------
-
-class SequenceClassifier(BertForSequenceClassification):
-  """``BertForSequenceClassification`` called as the Trainer calls models: ``train=`` switches
-  dropout on. A subclass, not a wrapper, so the parameter names stay those of the HF map."""
-
-  def __call__(self, input_ids, attention_mask, token_type_ids, train: bool = False):
-    return super().__call__(input_ids, attention_mask, token_type_ids, deterministic=not train)
-
-
-def per_example_loss(problem_type: str, pos_weight: float = 0.0):
-  """``(logits, labels) -> (B,)`` losses, each the mean transformers takes over one example:
-  MSE, softmax cross-entropy, or sigmoid BCE over the labels (positives weighted by
-  ``pos_weight`` when > 0, as ``BCEWithLogitsLoss(pos_weight=...)``)."""
-
-  def loss(logits, labels):
-    logits = logits.astype(jnp.float32)
-    if problem_type == "regression":
-      return (logits[:, 0] - labels.astype(jnp.float32)) ** 2
-    if problem_type == "single_label_classification":
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    y = labels.astype(jnp.float32)
-    weight = pos_weight if pos_weight > 0 else 1.0
-    return -jnp.mean(weight * y * jax.nn.log_sigmoid(logits)
-                     + (1.0 - y) * jax.nn.log_sigmoid(-logits), axis=-1)
-
-  return loss
-
-
-def make_loss(problem_type: str, pos_weight: float = 0.0):
-  """The Trainer's loss function: per-example loss, plus accuracy for single-label tasks."""
-  loss = per_example_loss(problem_type, pos_weight)
-
-  def loss_fn(logits, batch):
-    out = {"loss": loss(logits, batch["label"])}
-    if problem_type == "single_label_classification":
-      out["accuracy"] = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return out
-
-  return loss_fn
-
-
-def decay_mask(params):
-  """True where AdamW decays: everything but biases and LayerNorm scales (transformers' rule)."""
-  flat = flax.traverse_util.flatten_dict(params)
-  return flax.traverse_util.unflatten_dict({k: k[-1] not in ("bias", "scale") for k in flat})
-
-
-def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-  """AdamW (transformers' betas and eps) with linear warmup then linear decay to 0, clipped."""
-  warmup = int(np.ceil(config.warmup_ratio * total_steps))
-  peak = config.learning_rate
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, peak, max(warmup, 1)),
-       optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1))], [warmup])
-  adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-      learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.weight_decay,
-      mask=decay_mask)
-  return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw) if config.clip_norm \
-      else adamw
-
-
-def model_folder(name_or_path: str) -> str:
-  from ycng_jax.models.hf_weights import resolve_model_folder
-  try:
-    return resolve_model_folder(name_or_path)
-  except FileNotFoundError as e:
-    raise UserError(f"config.model={name_or_path!r}: {e}") from None
-
-
-def classifier_config(folder: str, task) -> BertConfig:
-  """The folder's BERT config with the task's head: label count, names and problem type."""
-  regression = task.problem_type == "regression"
-  names = tuple(task.label_names) if task.label_names else None
-  if regression and (names is None or len(names) != 1):
-    names = None
-  return BertConfig.from_hf(folder, num_labels=1 if regression else len(task.label_names),
-                            problem_type=task.problem_type, label_names=names)
-
-
-def load_pretrained_into(trainer: Trainer, folder: str, config: BertConfig):
-  """Put the folder's encoder (and pooler, if it has one) into the trainer's params; the
-  classification head keeps the trainer's seeded initialisation."""
-  from ycng_jax.models.hf_weights import load_params, read_state_dict
-  state = read_state_dict(folder)
-  missing = ["classifier.*"]
-  if not any(k.endswith("pooler.dense.weight") for k in state):
-    missing.append("pooler.*")  # sentence-transformers folders may have none: trained fresh
-  params, _ = load_params(state, config, trainer.state.params, head="classification",
-                          allow_missing=missing, allow_unexpected=("cls.*", "classifier.*"))
-  params = jax.device_put(params, trainer.state_sharding.params)
-  trainer.state = trainer.state.replace(params=params)
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -432,11 +340,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
     results["thresholds"] = {"global": thresholds["global"],
                              "validation_micro_f1_global": thresholds["validation_micro_f1_global"]}
 
-  final = {f"test_{k}": v for k, v in results["fine_tuned"].items()}
-  for name, metrics in results["baselines"].items():
-    final.update({f"{name}_test_{k}": v for k, v in metrics.items()})
-  log_lib.write_final(os.path.join(workdir, "metrics.jsonl"), results["step"], final,
-                      num_params=trainer.num_params)
+  log_lib.write_final(os.path.join(workdir, "metrics.jsonl"), results["step"],
+                      flat_test_metrics(results), num_params=trainer.num_params)
   if jax.process_index() == 0:
     report.save_model(os.path.join(workdir, "model"), trainer.state.params, bert_config, folder,
                       task, config, thresholds)
@@ -445,10 +350,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
   return results
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """``ycng run``'s entry point: ``train``, returning the flat test metrics."""
-  results = train(config, workdir)
+def flat_test_metrics(results: dict) -> dict[str, float]:
+  """``test_<metric>`` of the fine-tuned model and ``<baseline>_test_<metric>`` of each baseline."""
   out = {f"test_{k}": v for k, v in results["fine_tuned"].items()}
   for name, metrics in results["baselines"].items():
     out.update({f"{name}_test_{k}": v for k, v in metrics.items()})
   return out
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """``ycng run``'s entry point: ``train``, returning the flat test metrics."""
+  return flat_test_metrics(train(config, workdir))
