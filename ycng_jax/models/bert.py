@@ -48,7 +48,7 @@ _ACTIVATIONS = {
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
 }
-_PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +82,8 @@ class BertConfig:
     if self.hidden_act not in _ACTIVATIONS:
       raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; "
                        f"expected one of {sorted(_ACTIVATIONS)}.")
-    if self.problem_type is not None and self.problem_type not in _PROBLEM_TYPES:
-      raise ValueError(f"problem_type={self.problem_type!r}; expected one of {_PROBLEM_TYPES}.")
+    if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+      raise ValueError(f"problem_type={self.problem_type!r}; expected one of {PROBLEM_TYPES}.")
     if self.label_names is not None and len(self.label_names) != self.num_labels:
       raise ValueError(f"{len(self.label_names)} label_names for num_labels={self.num_labels}.")
 
