@@ -3,7 +3,7 @@
 Threshold tuning is exact, not a grid: sorting the validation scores gives every distinct cut,
 and the counts at each cut give F1 (or accuracy) at once. A threshold is the midpoint between
 the last score kept and the first one dropped, and a score counts as positive when it is
-``>= threshold``. scikit-learn computes the rest (F1 and its averages, ROC AUC, average
+``> threshold`` (as ``TextClassifier.predict`` decides). scikit-learn computes the rest (F1 and its averages, ROC AUC, average
 precision), scipy the correlations, so the numbers mean what they mean everywhere else.
 """
 
@@ -24,7 +24,8 @@ def _cuts(y_true: np.ndarray, scores: np.ndarray):
   last_of_tie = np.append(s[1:] != s[:-1], True)  # a cut may only fall between distinct scores
   k = np.flatnonzero(last_of_tie)  # index of the last example kept positive
   following = np.append(s[k[:-1] + 1], -np.inf)
-  thresholds = np.where(np.isfinite(following), (s[k] + following) / 2, s[k])
+  thresholds = np.where(np.isfinite(following), (s[k] + following) / 2,
+                        np.nextafter(s[k], -np.inf))
   return thresholds, k + 1.0, np.cumsum(y)[k]
 
 
@@ -33,7 +34,7 @@ def best_threshold(y_true: np.ndarray, scores: np.ndarray, objective: str = "f1"
   """The threshold on ``scores`` that maximises ``objective`` ("f1" of the positives, or
   "accuracy") over all examples (any shape: a multi-label array gives micro-F1); and that value.
 
-  With no positive at all, F1 is undefined: the threshold above every score is returned.
+  With no positive at all, F1 is undefined: the highest score is returned (nothing is over it).
   """
   y = np.asarray(y_true, np.float64).ravel()
   if y.size == 0:
@@ -42,13 +43,13 @@ def best_threshold(y_true: np.ndarray, scores: np.ndarray, objective: str = "f1"
   positives = y.sum()
   if objective == "f1":
     if positives == 0:
-      return float(np.max(scores)) + 1.0, 0.0
+      return float(np.max(scores)), 0.0
     values = 2 * true_pos / (predicted + positives)
   elif objective == "accuracy":
     values = (true_pos + (y.size - positives) - (predicted - true_pos)) / y.size
     none_positive = (y.size - positives) / y.size  # the cut above every score
     if none_positive > values.max():
-      return float(np.max(scores)) + 1.0, float(none_positive)
+      return float(np.max(scores)), float(none_positive)
   else:
     raise ValueError(f"objective={objective!r}; use 'f1' or 'accuracy'")
   best = int(np.argmax(values))
@@ -130,7 +131,7 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray
 def thresholded_binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float
                                ) -> dict[str, float]:
   """Accuracy, F1, ROC AUC of a score with a decision threshold (the pair baselines)."""
-  predicted = (np.asarray(scores) >= threshold).astype(np.int64)
+  predicted = (np.asarray(scores) > threshold).astype(np.int64)
   return {"accuracy": float(np.mean(predicted == labels)), "threshold": float(threshold),
           **binary_metrics(labels, scores, predicted)}
 
@@ -149,7 +150,7 @@ def multi_label_metrics(y_true: np.ndarray, scores: np.ndarray, thresholds) -> d
   """Micro and macro F1 (and micro precision/recall) at ``thresholds`` (a float or per label)."""
   from sklearn import metrics as skm
   y_true = np.asarray(y_true).astype(np.int64)
-  predicted = (np.asarray(scores) >= np.asarray(thresholds)).astype(np.int64)
+  predicted = (np.asarray(scores) > np.asarray(thresholds)).astype(np.int64)
   p, r, f, _ = skm.precision_recall_fscore_support(y_true, predicted, average="micro",
                                                    zero_division=0)
   return {"micro_f1": float(f), "micro_precision": float(p), "micro_recall": float(r),
@@ -178,7 +179,7 @@ def per_label_table(y_true: np.ndarray, scores: np.ndarray, thresholds: np.ndarr
   """Per label: training examples, test support, threshold, precision, recall, F1."""
   from sklearn import metrics as skm
   y_true = np.asarray(y_true).astype(np.int64)
-  predicted = (np.asarray(scores) >= np.asarray(thresholds)).astype(np.int64)
+  predicted = (np.asarray(scores) > np.asarray(thresholds)).astype(np.int64)
   p, r, f, support = skm.precision_recall_fscore_support(y_true, predicted, average=None,
                                                          zero_division=0)
   return {"train_count": np.asarray(train_counts), "test_support": support,

@@ -60,18 +60,24 @@ def decay_mask(params):
   return flax.traverse_util.unflatten_dict({k: k[-1] not in ("bias", "scale") for k in flat})
 
 
+def linear_warmup_decay(peak: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
+  """0 -> ``peak`` over ``warmup_steps``, then linearly to 0 at ``total_steps`` (transformers'
+  ``get_linear_schedule_with_warmup``; the first update, at step 0, has rate 0 in both)."""
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, peak, max(warmup_steps, 1)),
+       optax.linear_schedule(peak, 0.0, max(total_steps - warmup_steps, 1))], [warmup_steps])
+
+
 def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-  """AdamW (transformers' betas and eps) with linear warmup then linear decay to 0, clipped."""
-  warmup = int(np.ceil(config.warmup_ratio * total_steps))
-  peak = config.learning_rate
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, peak, max(warmup, 1)),
-       optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1))], [warmup])
+  """AdamW (transformers' betas and eps) on ``linear_warmup_decay``, after gradient clipping."""
+  schedule = linear_warmup_decay(config.learning_rate,
+                                 int(np.ceil(config.warmup_ratio * total_steps)), total_steps)
   adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
       learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.weight_decay,
       mask=decay_mask)
-  return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw) if config.clip_norm \
-      else adamw
+  if not config.clip_norm:
+    return adamw
+  return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw)
 
 
 def model_folder(name_or_path: str) -> str:

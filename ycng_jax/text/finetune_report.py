@@ -80,7 +80,7 @@ def save_model(out: str, params, bert_config, source_folder: str, task, config,
                   tokenizer_folder=source_folder, problem_type=task.problem_type,
                   label_names=list(bert_config.label_names) if bert_config.label_names else None,
                   thresholds=None if thresholds is None else
-                  [float(t) for t in thresholds["per_label"]],
+                  [float(t) for t in np.clip(thresholds["per_label"], 0.0, 1.0)],
                   max_length=config.max_length, pair=bool(task.pair),
                   extra={"dataset": str(config.dataset), "base_model": str(config.model),
                          **({"threshold_global": float(thresholds["global"])}
