@@ -260,7 +260,20 @@ def build_callbacks(config, workdir: str, settings: dict, monitor: str, mode: st
   return cbs
 
 
-def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+def build_trainer(config, bert_config, mesh, train_loader, folder: str) -> Trainer:
+  """The Trainer of ``bert_config``'s classifier, initialised with ``folder``'s encoder."""
+  precision = {"bf16-matmul": {"matmul_dtype": jnp.bfloat16}}.get(config.precision, {})
+  trainer = Trainer(SequenceClassifier(bert_config, **precision),
+                    make_loss(bert_config.problem_type, config.pos_weight),
+                    make_optimizer(config, config.epochs * train_loader.steps_per_epoch),
+                    mesh=mesh, input_keys=TOKEN_KEYS, variable_length_keys=TOKEN_KEYS,
+                    seed=config.seed)
+  trainer.init(peek(train_loader))
+  load_pretrained_into(trainer, folder, bert_config)
+  return trainer
+
+
+def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
   out = np.empty_like(values)
   out[order] = values
   return out
@@ -298,14 +311,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
   labels = {s: arrays[s]["label"] for s in arrays}
   validation = ValidationMetrics(loaders["validation"], labels["validation"][orders["validation"]],
                                  problem_type, config.pos_weight)
-  total_steps = config.epochs * loaders["train"].steps_per_epoch
-  precision = {"bf16-matmul": {"matmul_dtype": jnp.bfloat16}}.get(config.precision, {})
-  trainer = Trainer(SequenceClassifier(bert_config, **precision),
-                    make_loss(problem_type, config.pos_weight), make_optimizer(config, total_steps),
-                    mesh=mesh, input_keys=TOKEN_KEYS, variable_length_keys=TOKEN_KEYS,
-                    seed=config.seed)
-  trainer.init(peek(loaders["train"]))
-  load_pretrained_into(trainer, folder, bert_config)
+  trainer = build_trainer(config, bert_config, mesh, loaders["train"], folder)
 
   start = time.perf_counter()
   history = trainer.fit(loaders["train"], epochs=config.epochs, callbacks=[validation] + callbacks,
@@ -317,7 +323,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
 
   logits = {"validation": validation.compute()[0],
             "test": np.asarray(trainer.predict(loaders["test"]))}
-  logits = {s: _unsort(v, orders[s]) for s, v in logits.items()}
+  logits = {s: unsort(v, orders[s]) for s, v in logits.items()}
   scores = {s: fm.scores_of(v, problem_type) for s, v in logits.items()}
   thresholds = (fm.tune_thresholds(labels["validation"], scores["validation"])
                 if problem_type == "multi_label_classification" else None)
