@@ -58,7 +58,8 @@ def test_ranking_and_per_label_metrics():
       average_precision_score(y[:, present], scores[:, present], average="macro"))
   assert "precision_at_5" not in fm.ranking_metrics(y[:, :3], scores[:, :3])  # 3 labels
   table = fm.per_label_table(y, scores, 0.5, train_counts=np.arange(6))
-  assert table["f1"][0] == pytest.approx(2 / 3) and table["test_support"].tolist() == [1] * 4 + [0, 1]
+  assert table["f1"][0] == pytest.approx(2 / 3)
+  assert table["test_support"].tolist() == [1, 1, 1, 1, 0, 1]
 
 def test_single_label_and_regression_metrics():
   probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4]])
@@ -105,7 +106,8 @@ def test_schedule_and_weight_decay_follow_transformers():
   theirs = transformers.get_linear_schedule_with_warmup(optimizer, warmup, total)
   ours = finetune_model.linear_warmup_decay(peak, warmup, total)
   for step in range(total + 2):
-    assert float(ours(step)) == pytest.approx(peak * theirs.lr_lambdas[0](step), rel=1e-6, abs=1e-12)
+    expected = peak * theirs.lr_lambdas[0](step)
+    assert float(ours(step)) == pytest.approx(expected, rel=1e-6, abs=1e-12)
   params = {"bert": {"embeddings": {"LayerNorm": {"scale": 1, "bias": 0},
                                     "word_embeddings": {"embedding": 1}}},
             "classifier": {"kernel": 1, "bias": 0}}

@@ -1,4 +1,4 @@
-"""Fine-tuning a pretrained BERT for text classification: ``config.runner = "ycng_jax.text.finetune:run"``.
+"""Fine-tuning a pretrained BERT for text classification (``ycng_jax.text.finetune:run``).
 
 One path for every text task of the course (topics 6 and 7): one text or a text pair, single-label
 (softmax), multi-label (sigmoid + binary cross-entropy, optional ``pos_weight``) and regression
@@ -93,7 +93,8 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   """Each setting in range before any data is read or model built."""
   if not config.dataset:
     raise UserError("config.dataset is empty: give a data set name (e.g. debtags) or the path "
-                    "of your .jsonl/.csv file (--config.dataset=PATH; see docs/text_classification.md)")
+                    "of your .jsonl/.csv file (--config.dataset=PATH; see "
+                    "docs/text_classification.md)")
   whole_number("config.epochs", config.epochs, 1)
   whole_number("config.batch_size", config.batch_size, 1)
   whole_number("config.eval_batch_size", config.eval_batch_size, 1)
@@ -306,7 +307,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
   callbacks = build_callbacks(config, workdir, settings, monitor, mode)
 
   tokenizer = load_tokenizer(folder)
-  tokenizer(["warm up"], ["the settings"], truncation=True, max_length=8)  # set once, not in threads
+  # Settles the tokenizer's truncation settings here, not first in the loader's threads.
+  tokenizer(["warm up"], ["the settings"], truncation=True, max_length=8)
   loaders, orders = make_loaders(config, mesh, tokenizer, arrays, task.pair)
   labels = {s: arrays[s]["label"] for s in arrays}
   validation = ValidationMetrics(loaders["validation"], labels["validation"][orders["validation"]],

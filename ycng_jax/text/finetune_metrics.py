@@ -3,8 +3,9 @@
 Threshold tuning is exact, not a grid: sorting the validation scores gives every distinct cut,
 and the counts at each cut give F1 (or accuracy) at once. A threshold is the midpoint between
 the last score kept and the first one dropped, and a score counts as positive when it is
-``> threshold`` (as ``TextClassifier.predict`` decides). scikit-learn computes the rest (F1 and its averages, ROC AUC, average
-precision), scipy the correlations, so the numbers mean what they mean everywhere else.
+``> threshold`` (as ``TextClassifier.predict`` decides). scikit-learn computes the rest (F1 and
+its averages, ROC AUC, average precision), scipy the correlations, so the numbers mean what they
+mean everywhere else.
 """
 
 from __future__ import annotations
