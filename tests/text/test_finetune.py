@@ -119,7 +119,7 @@ def test_snli_jsonl_pairs_three_way_and_transformers_logits(tiny_folder, tmp_pat
   np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
-def test_stsb_tsv_regression_with_cosine_baselines(tiny_folder, tmp_path):
+def test_stsb_tsv_regression_bf16_early_stopping_and_cosine_baselines(tiny_folder, tmp_path):
   rng = np.random.default_rng(3)
   for name, n in (("train", 40), ("dev", 12)):
     with open(tmp_path / f"{name}.tsv", "w") as f:
@@ -130,9 +130,12 @@ def test_stsb_tsv_regression_with_cosine_baselines(tiny_folder, tmp_path):
                 f"{rng.uniform(0, 5):.3f}\n")
   workdir = str(tmp_path / "run")
   results = finetune.train(_config(tiny_folder, tmp_path / "train.tsv", baselines=True,
-                                   test_file=str(tmp_path / "dev.tsv"),
-                                   baseline_model=tiny_folder, monitor="val_spearman"), workdir)
+                                   test_file=str(tmp_path / "dev.tsv"), precision="bf16-matmul",
+                                   baseline_model=tiny_folder, monitor="val_spearman", epochs=3,
+                                   early_stopping_patience=1, restore_best=True), workdir)
   assert results["task"]["problem_type"] == "regression" and results["task"]["pair"]
+  assert len(results["history"]["val_spearman"]) in (2, 3)  # stopped early, or not
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "best"))  # the best epoch's weights
   assert {"pearson", "spearman", "mse"} <= set(results["fine_tuned"])
   assert set(results["baselines"]) == {"embedding_cosine", "tfidf_cosine"}
   assert set(results["baselines"]["tfidf_cosine"]) == {"pearson", "spearman"}
