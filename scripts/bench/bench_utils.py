@@ -27,15 +27,20 @@ def call_times(fn, repeats: int) -> list[float]:
 
 
 def set_cpu_threads(threads: int) -> None:
-  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported."""
+  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported.
+
+  XLA:CPU has no thread-count flag: its pool has one thread per CPU the process may run on, so
+  fewer threads than CPUs are had by narrowing the process' CPU affinity (torch's pool too);
+  one thread also turns off XLA's multi-threaded Eigen kernels.
+  """
   if threads <= 0:
     return
   if threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
-                               "false intra_op_parallelism_threads=1").strip()
-  else:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" intra_op_parallelism_threads={threads}").strip()
+                               " --xla_cpu_multi_thread_eigen=false").strip()
+  allowed = sorted(os.sched_getaffinity(0))
+  if threads < len(allowed):
+    os.sched_setaffinity(0, allowed[:threads])
   import torch  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(threads)
 
