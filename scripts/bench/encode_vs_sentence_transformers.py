@@ -23,14 +23,7 @@ import time
 import numpy as np
 
 from bench_utils import (attention_replaced_by_values, bert_dot_ceiling, bert_layer_weights,
-                         debtags_texts, set_cpu_threads)
-
-
-def timed(fn):
-  """``fn()``'s result, wall seconds and CPU seconds (all threads of this process)."""
-  t0, c0 = time.perf_counter(), time.process_time()
-  out = fn()
-  return out, time.perf_counter() - t0, time.process_time() - c0
+                         debtags_texts, set_cpu_threads, timed)
 
 
 def main() -> None:

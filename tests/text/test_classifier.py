@@ -33,8 +33,17 @@ def _config(**kwargs):
 
 
 def _params(config, seed):
+  """Random params of every kind (biases and LayerNorm scales too, so each tensor's mapping is
+  tested), drawn by numpy: Flax's own init costs seconds of compiling here."""
   module = BertForSequenceClassification(config)
-  return module.init(jax.random.PRNGKey(seed), np.zeros((1, 4), np.int32))["params"]
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 4), np.int32))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    noise = rng.standard_normal(leaf.shape).astype(np.float32) * config.initializer_range
+    return 1.0 + noise if path[-1].key == "scale" else noise
+
+  return jax.tree_util.tree_map_with_path(draw, shapes["params"])
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +60,10 @@ def folders(tokenizer_folder, tmp_path_factory):
   transformers itself wrote (a regression head, no ycng_classifier.json)."""
   root = tmp_path_factory.mktemp("classifiers")
   out = {}
-  config = _config(num_labels=3)
+  config = _config(num_labels=4)  # as many labels as "multi": one compiled shape serves both
   out["pair"] = save_classifier(
       root / "pair", params=_params(config, 0), config=config, tokenizer_folder=tokenizer_folder,
-      problem_type="single_label_classification", label_names=["entail", "neutral", "contra"],
+      problem_type="single_label_classification", label_names=["entail", "neutral", "contra", "off"],
       max_length=MAX_LENGTH, pair=True, extra={"trained_on": "nothing"})
   config = _config(num_labels=4)
   out["multi"] = save_classifier(
@@ -105,7 +114,7 @@ def test_logits_match_transformers(classifiers, folders, name, inputs):
 
 
 def test_labels_and_settings_round_trip(classifiers, folders):
-  for name, labels, problem in (("pair", ("entail", "neutral", "contra"), "single_label_classification"),
+  for name, labels, problem in (("pair", ("entail", "neutral", "contra", "off"), "single_label_classification"),
                                 ("multi", ("a", "b", "c", "d"), "multi_label_classification"),
                                 ("hf", ("LABEL_0",), "regression")):
     hf = transformers.AutoConfig.from_pretrained(folders[name])
@@ -118,6 +127,8 @@ def test_labels_and_settings_round_trip(classifiers, folders):
   np.testing.assert_array_equal(multi.thresholds, MULTI_THRESHOLDS)
   assert pair.extra == {"trained_on": "nothing"} and pair.max_length == MAX_LENGTH
   assert plain.max_length == MAX_LENGTH  # the tokenizer's model_max_length
+  # Classifiers of one architecture share compiled steps: a reload compiles nothing.
+  assert TextClassifier.from_pretrained(folders["multi"])._forward is multi._forward  # pylint: disable=protected-access
   settings = json.loads(open(os.path.join(folders["multi"], "ycng_classifier.json")).read())
   assert settings["thresholds"] == MULTI_THRESHOLDS and settings["pair"] is False
   tokenizer = json.loads(open(os.path.join(folders["multi"], "tokenizer.json")).read())
@@ -222,7 +233,7 @@ def test_predict_command(folders, capsys):
                    "--json"]) == 0
   result = json.loads(capsys.readouterr().out)
   assert [r["input"] for r in result] == [["a cat", "an animal"], ["a dog", "an animal"]]
-  assert set(result[0]["scores"]) == {"entail", "neutral", "contra"} and len(result[0]["labels"]) == 1
+  assert set(result[0]["scores"]) == {"entail", "neutral", "contra", "off"} and len(result[0]["labels"]) == 1
   for argv, message in (
       ([folders["multi"], "a", "--pair", "b"], "takes single texts, not pairs"),
       ([folders["pair"], "a", "b", "c", "--pair", "x", "--pair", "y"], "3 texts and 2 --pair texts"),

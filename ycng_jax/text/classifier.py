@@ -17,6 +17,7 @@ compute goes to padding; the [CLS] state of each text feeds the pooler and the h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import numbers
 import os
@@ -221,6 +222,30 @@ def _default_max_length(folder: str, config: BertConfig) -> int:
   return config.max_position_embeddings
 
 
+def _packed_logits(encoder: BertModel, params, input_ids, token_type_ids, position_ids,
+                   segment_ids, first_token):
+  """(rows, seq) packed rows -> (rows, max_texts_per_row, num_labels) logits."""
+  mask = packed_attention_mask(segment_ids)
+  # The last layer computes each text's [CLS] state alone: no other token's state is read.
+  cls_states, _ = encoder.apply({"params": params["encoder"]}, input_ids, mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                output_positions=first_token)
+  cls_states = cls_states.astype(jnp.float32)
+  head = params["head"]
+  pooled = jnp.tanh(cls_states @ head["pooler"]["kernel"] + head["pooler"]["bias"])
+  return pooled @ head["classifier"]["kernel"] + head["classifier"]["bias"]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_forward(encoder: BertModel, devices: tuple, shape: tuple, axis_names: tuple):
+  """The jitted ``_packed_logits`` of an encoder on a mesh, shared by every classifier with that
+  encoder: reloading a model (each ``ycng predict`` in a process) compiles nothing again."""
+  mesh = jax.sharding.Mesh(np.asarray(devices, dtype=object).reshape(shape), axis_names)
+  rows = data_sharding(mesh)
+  return jax.jit(functools.partial(_packed_logits, encoder),
+                 in_shardings=(replicated(mesh),) + (rows,) * 5, out_shardings=rows)
+
+
 class TextClassifier:
   """A BERT sequence classifier: texts, or text pairs, -> labels and scores.
 
@@ -233,7 +258,7 @@ class TextClassifier:
                pair: bool | None = None, thresholds: float | Sequence[float] | None = None,
                batch_size: int = 64, extra: Mapping[str, Any] | None = None,
                mesh: jax.sharding.Mesh | None = None, buckets: Sequence[int] | None = None,
-               max_texts_per_row: int = 32, **module_kwargs):
+               max_texts_per_row: int = 8, **module_kwargs):
     self._config = config
     self._problem_type = problem_type_of(config)
     self._labels = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
@@ -246,18 +271,21 @@ class TextClassifier:
     self._extra = dict(extra or {})
     self._tokenizer = tokenizer
     self._mesh = mesh if mesh is not None else make_mesh()
+    # 8 texts a row, not the Encoder's 32: the last layer runs for every slot of a row, filled
+    # or not, and texts worth classifying rarely take under 8 of a 64-token row's tokens.
     self._plan = RowPlan(buckets if buckets is not None else length_buckets(self._max_length),
                          self._max_length, max_texts_per_row, self._mesh.size)
     # The encoder without its pooler: the pooler and the head run on each text's [CLS] state,
-    # wherever in a packed row the text starts.
-    self._encoder = BertModel(config, add_pooler=False, **module_kwargs)
+    # wherever in a packed row the text starts. Its config drops the head's fields, so that
+    # classifiers of one architecture share compiled steps (``_compiled_forward``).
+    encoder_config = dataclasses.replace(config, num_labels=2, problem_type=None, label_names=None)
+    encoder = BertModel(encoder_config, add_pooler=False, **module_kwargs)
     encoder_params = {k: v for k, v in params["bert"].items() if k != "pooler"}
     head = {"pooler": params["bert"]["pooler"]["dense"], "classifier": params["classifier"]}
     self._params = jax.device_put({"encoder": encoder_params, "head": head},
                                   replicated(self._mesh))
-    rows = data_sharding(self._mesh)
-    self._forward = jax.jit(self._logits_rows, in_shardings=(replicated(self._mesh),) + (rows,) * 5,
-                            out_shardings=rows)
+    self._forward = _compiled_forward(encoder, tuple(self._mesh.devices.flat),
+                                      self._mesh.devices.shape, self._mesh.axis_names)
 
   @classmethod
   def from_pretrained(cls, folder: str | os.PathLike, *, precision: str = "float32",
@@ -332,17 +360,6 @@ class TextClassifier:
   def extra(self) -> dict:
     return dict(self._extra)
 
-  def _logits_rows(self, params, input_ids, token_type_ids, position_ids, segment_ids,
-                   first_token):
-    """(rows, seq) packed rows -> (rows, max_texts_per_row, num_labels) logits."""
-    mask = packed_attention_mask(segment_ids)
-    hidden, _ = self._encoder.apply({"params": params["encoder"]}, input_ids, mask,
-                                    token_type_ids=token_type_ids, position_ids=position_ids)
-    cls_states = jnp.take_along_axis(hidden.astype(jnp.float32), first_token[..., None], axis=1)
-    head = params["head"]
-    pooled = jnp.tanh(cls_states @ head["pooler"]["kernel"] + head["pooler"]["bias"])
-    return pooled @ head["classifier"]["kernel"] + head["classifier"]["bias"]
-
   def _check_inputs(self, inputs: Any) -> tuple[list[str], list[str] | None]:
     """Inputs as (texts, None) or (first texts, second texts), or a UserError saying what is wrong."""
     if isinstance(inputs, str):
@@ -376,6 +393,10 @@ class TextClassifier:
           raise UserError(f"{where} is empty: every text needs some words to classify.")
         columns[j].append(text)
     return columns[0], (columns[1] if pairs else None)
+
+  def tokenize(self, inputs: Any) -> list[list[int]]:
+    """The token ids the model sees for each input ([CLS] ... [SEP], truncated at max_length)."""
+    return self._tokenize(*self._check_inputs(inputs))[0]
 
   def _tokenize(self, texts: list[str], seconds: list[str] | None):
     inputs = texts if seconds is None else list(zip(texts, seconds))
