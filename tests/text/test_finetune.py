@@ -158,3 +158,17 @@ def test_bad_input_is_one_line_naming_the_place(tiny_folder, tmp_path, capsys):
   with pytest.raises(UserError, match="config.monitor='val_pearson' is not logged for a "
                      "single_label_classification task"):
     finetune.check_monitor("val_pearson", "single_label_classification", 2)
+
+
+@pytest.mark.parametrize("name", ["topic6/debian_synopses_cross_encoder", "topic6/snli",
+                                  "topic6/stsb", "topic7/debtags_multilabel",
+                                  "topic7/reuters_corn_grain"])
+def test_experiment_configs_are_listed_and_valid(name):
+  assert name in experiments.list_experiments()
+  module = experiments.load_module(name)
+  assert f"ycng run {name}" in module.__doc__
+  config = module.get_config()
+  assert config.runner == "ycng_jax.text.finetune:run"
+  if not config.dataset:  # SNLI and STS-B: the user's files
+    config.dataset = "train.jsonl"
+  finetune.check_values(config)
