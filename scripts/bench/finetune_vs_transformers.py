@@ -60,8 +60,9 @@ def ours(args, task, train, val) -> tuple[float, float, float, np.ndarray]:
   trainer = finetune.build_trainer(config, bert_config, mesh, loaders["train"], folder)
   before = sum(compile_seconds)
   start, cpu = time.perf_counter(), time.process_time()
-  trainer.fit(loaders["train"], epochs=1, verbose=0)
+  history = trainer.fit(loaders["train"], epochs=1, verbose=0)
   jax.block_until_ready(trainer.state)
+  print(f"ours: mean training loss of the epoch {history.history['loss'][0]:.4f}", flush=True)
   seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
   compiled = sum(compile_seconds) - before
   logits = finetune.unsort(np.asarray(trainer.predict(loaders["validation"])),
@@ -101,8 +102,9 @@ def theirs(args, task, train, val) -> tuple[float, float, np.ndarray]:
         model=model, args=training, train_dataset=dataset(train),
         data_collator=transformers.DataCollatorWithPadding(tokenizer))
     start, cpu = time.perf_counter(), time.process_time()
-    trainer.train()
+    loss = trainer.train().training_loss
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+  print(f"transformers: mean training loss of the epoch {loss:.4f}", flush=True)
   # Every validation text (Trainer.predict would drop a last partial batch: drop_last above).
   model.eval()
   collate, examples, logits = transformers.DataCollatorWithPadding(tokenizer), dataset(val), []
@@ -134,18 +136,19 @@ def main() -> None:
         f"{len(task.label_names)} labels, batch {args.batch_size}, max length {args.max_length}, "
         f"{args.threads} threads")
   f1 = lambda logits: fm.best_threshold(val["label"], fm.sigmoid(logits), "f1")[1]
+  val_loss = lambda logits: fm.mean_loss("multi_label_classification", logits, val["label"])
   results = {}
   if args.only != "theirs":
     seconds, cpu, compiled, logits = ours(args, task, train, val)
     results["ours"] = (seconds, cpu)
     print(f"ours:         {seconds:7.1f} s wall ({seconds - compiled:.1f} s without "
           f"{compiled:.1f} s of compiles), {cpu:7.1f} s CPU, validation micro-F1 "
-          f"{f1(logits):.4f}", flush=True)
+          f"{f1(logits):.4f}, loss {val_loss(logits):.4f}", flush=True)
   if args.only != "ours":
     seconds, cpu, logits = theirs(args, task, train, val)
     results["theirs"] = (seconds, cpu)
     print(f"transformers: {seconds:7.1f} s wall, {cpu:7.1f} s CPU, validation micro-F1 "
-          f"{f1(logits):.4f}", flush=True)
+          f"{f1(logits):.4f}, loss {val_loss(logits):.4f}", flush=True)
   if len(results) == 2:
     (ours_wall, ours_cpu), (their_wall, their_cpu) = results["ours"], results["theirs"]
     print(f"ratio (transformers / ours): wall {their_wall / ours_wall:.2f}x, "
