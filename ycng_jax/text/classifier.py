@@ -375,9 +375,11 @@ class TextClassifier:
                           "pass all texts or all (text_a, text_b) tuples.")
     pairs = bool(inputs) and is_pair[0]
     if pairs and self._pair is False:
-      raise UserError("this classifier takes single texts, not pairs: pass a list of str.")
+      raise UserError("this classifier takes single texts, not pairs (it was saved with "
+                      "pair=False).")
     if inputs and not pairs and self._pair:
-      raise UserError("this classifier takes text pairs: pass a list of (text_a, text_b) tuples.")
+      raise UserError("this classifier takes text pairs: give (text_a, text_b) tuples "
+                      "(ycng predict: --pair TEXT_B).")
     columns = [[], []] if pairs else [[]]
     for i, item in enumerate(inputs):
       parts = tuple(item) if pairs else (item,)
