@@ -76,7 +76,8 @@ def _check_threshold(name: str, value: Any) -> float:
   return float(value)
 
 
-def _check_thresholds(thresholds: Any, problem_type: str, num_labels: int) -> float | list[float]:
+def _check_thresholds(thresholds: Any, problem_type: str, num_labels: int
+                      ) -> float | list[float] | None:
   """A global float, or one float per label; only multi-label models use thresholds."""
   if problem_type != "multi_label_classification":
     if thresholds is not None:
@@ -323,11 +324,8 @@ class TextClassifier:
       tokenizer = _load_tokenizer(folder, max_length)
     except (OSError, ValueError) as e:
       raise UserFileError(f"{folder!r} has no tokenizer (tokenizer.json or vocab.txt): {e}") from e
-    thresholds = settings.get("thresholds")
-    if thresholds is None and problem_type_of(config) == "multi_label_classification":
-      thresholds = _DEFAULT_THRESHOLD
     return cls(config, params, tokenizer, max_length=max_length, pair=settings.get("pair"),
-               thresholds=thresholds, batch_size=batch_size, extra=settings.get("extra"),
+               thresholds=settings.get("thresholds"), batch_size=batch_size, extra=settings.get("extra"),
                mesh=mesh, buckets=buckets, **module_kwargs)
 
   @property
@@ -377,9 +375,11 @@ class TextClassifier:
                           "pass all texts or all (text_a, text_b) tuples.")
     pairs = bool(inputs) and is_pair[0]
     if pairs and self._pair is False:
-      raise UserError("this classifier takes single texts, not pairs: pass a list of str.")
+      raise UserError("this classifier takes single texts, not pairs (it was saved with "
+                      "pair=False).")
     if inputs and not pairs and self._pair:
-      raise UserError("this classifier takes text pairs: pass a list of (text_a, text_b) tuples.")
+      raise UserError("this classifier takes text pairs: give (text_a, text_b) tuples "
+                      "(ycng predict: --pair TEXT_B).")
     columns = [[], []] if pairs else [[]]
     for i, item in enumerate(inputs):
       parts = tuple(item) if pairs else (item,)
