@@ -98,7 +98,7 @@ def _check_texts(texts: Any) -> list[str]:
   return texts
 
 
-def _load_tokenizer(folder: str, max_length: int):
+def load_fast_tokenizer(folder: str, max_length: int):
   """The folder's fast tokenizer with padding off and truncation at ``max_length``.
 
   The packaged ``tokenizer.json`` pads and truncates to 128; left on, mean pooling would average
@@ -196,7 +196,7 @@ class Encoder:
     shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 2), np.int32))
     params, _ = load_params(folder, config, shapes["params"], head="none",
                             allow_unexpected=("pooler.*",))
-    return cls(module, params, _load_tokenizer(folder, max_seq_length),
+    return cls(module, params, load_fast_tokenizer(folder, max_seq_length),
                max_seq_length=max_seq_length, pooling=pooling_mode_from_folder(folder),
                mesh=mesh, buckets=buckets)
 

@@ -1,0 +1,122 @@
+"""The bi-encoder: global in-batch negatives over 8 simulated devices, the sentence-transformers
+folder, training, retrieval metrics. A tiny random-weight 2-layer tower keeps it fast."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ycng_jax.models.bert import BertConfig
+from ycng_jax.models.hf_weights import resolve_model_folder
+from ycng_jax.text.biencoder import BiEncoder, save_sentence_transformer, tokenize_fixed
+from ycng_jax.train.mesh import data_sharding, make_mesh
+from ycng_jax.train.ranking_loss import global_ranking_loss
+
+TINY = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=64)
+TEXTS = ["a tool to convert audio files", "", "Debian packages.",
+         "library for parsing XML documents - development files", "x",
+         " ".join(["free software"] * 40)]  # longer than max_seq_length: truncated
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _embeddings(n=16, d=8, seed=0):
+  rng = np.random.default_rng(seed)
+  a = _unit(rng.normal(size=(n, d))).astype(np.float32)
+  b = _unit(a + 0.7 * rng.normal(size=(n, d))).astype(np.float32)  # noisy positives
+  return a, b
+
+
+def _losses_on(mesh, a, b):
+  """Per-example losses and their gradients (plain, symmetric) under jit, batch split over mesh."""
+  rows = data_sharding(mesh)
+
+  def both(a, b, mask, groups):
+    out = {}
+    for name, symmetric in (("plain", False), ("symmetric", True)):
+      fn = lambda a, b: jnp.sum(global_ranking_loss(a, b, mesh, mask=mask, groups=groups,
+                                                    symmetric=symmetric)["loss"])
+      out[name] = (global_ranking_loss(a, b, mesh, mask=mask, groups=groups, symmetric=symmetric),
+                   jax.grad(fn, argnums=(0, 1))(a, b))
+    return out
+
+  mask = np.ones(len(a), np.float32)
+  mask[-3:] = 0  # batch padding: neither an anchor nor a negative
+  groups = np.arange(len(a), dtype=np.int32)
+  groups[1] = groups[0]  # rows 0 and 1 are siblings: not each other's negatives
+  return jax.tree.map(np.asarray, jax.jit(both, in_shardings=(rows,) * 4)(a, b, mask, groups))
+
+
+def _reference_rows(a, b, symmetric):
+  """sentence-transformers' loss per row in numpy, negatives = the rows given, nothing left out."""
+  def rows(x, y):
+    logits = 20.0 * x @ y.T
+    top = logits.max(1, keepdims=True)
+    return np.log(np.exp(logits - top).sum(1)) + top[:, 0] - np.diag(logits)
+  return (rows(a, b) + rows(b, a)) / 2 if symmetric else rows(a, b)
+
+
+def test_negatives_are_the_global_batch():
+  a, b = _embeddings()
+  eight, one = _losses_on(make_mesh(8), a, b), _losses_on(make_mesh(1), a, b)
+  for name, symmetric in (("plain", False), ("symmetric", True)):
+    (out8, grads8), (out1, grads1) = eight[name], one[name]
+    np.testing.assert_allclose(out8["loss"], out1["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out8["in_batch_accuracy"], out1["in_batch_accuracy"])
+    for g8, g1 in zip(grads8, grads1):
+      np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-6)
+    assert np.all(out8["loss"][-3:] == 0) and np.all(out8["loss"][:-3] > 0)
+    # Rows 2.. of the 13 real ones against all 13 real positives, as sentence-transformers has it.
+    reference = _reference_rows(a[:13], b[:13], symmetric)
+    np.testing.assert_allclose(out8["loss"][2:13], reference[2:], rtol=1e-4)
+    # Each device's own 2 rows as the only negatives would give another loss: this can fail.
+    local = np.concatenate([_reference_rows(a[i:i + 2], b[i:i + 2], symmetric)
+                            for i in range(2, 12, 2)])
+    assert not np.allclose(local, out8["loss"][2:12], atol=1e-3)
+
+
+def test_ranking_loss_equals_sentence_transformers():
+  st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
+  torch = pytest.importorskip("torch")
+  a, b = _embeddings(seed=1)
+  mesh = make_mesh(8)
+  for symmetric, reference in ((False, st_losses.MultipleNegativesRankingLoss),
+                               (True, st_losses.MultipleNegativesSymmetricRankingLoss)):
+    ours = global_ranking_loss(jnp.asarray(a), jnp.asarray(b), mesh, symmetric=symmetric)
+    theirs = reference(model=None).compute_loss_from_embeddings(
+        [torch.from_numpy(a), torch.from_numpy(b)], labels=None)
+    np.testing.assert_allclose(float(jnp.mean(ours["loss"])), float(theirs), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+  """A sentence-transformers folder of a random 2-layer tower with the packaged tokenizer."""
+  try:
+    source = resolve_model_folder("all-MiniLM-L6-v2")
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+  module = BiEncoder(TINY)
+  ids = np.zeros((1, 4), np.int32)
+  params = module.init(jax.random.PRNGKey(0), ids, np.ones_like(ids))["params"]
+  folder = save_sentence_transformer(params["bert"], TINY, tmp_path_factory.mktemp("tiny") / "st",
+                                     tokenizer_folder=source, max_seq_length=24)
+  return folder, module, params
+
+
+def test_saved_folder_loads_in_encoder_and_sentence_transformers(tiny_folder):
+  folder, module, params = tiny_folder
+  from ycng_jax.text import Encoder
+  from ycng_jax.text.encoder import load_fast_tokenizer
+  ours = Encoder.from_pretrained(folder).encode(TEXTS, batch_size=4)
+  assert ours.shape == (len(TEXTS), 32)
+  # The module the trainer trains gives the same vectors from fixed-length token arrays.
+  tokens = tokenize_fixed(load_fast_tokenizer(folder, 24), TEXTS, 24)
+  trained = np.asarray(module.apply({"params": params}, tokens["input_ids"],
+                                    tokens["attention_mask"]))
+  np.testing.assert_allclose(trained, ours, atol=1e-5)
+  sentence_transformers = pytest.importorskip("sentence_transformers")
+  theirs = sentence_transformers.SentenceTransformer(str(folder), device="cpu").encode(TEXTS)
+  assert np.max(np.abs(theirs - ours)) <= 1e-4
