@@ -45,8 +45,9 @@ def _losses_on(mesh, a, b):
 
   mask = np.ones(len(a), np.float32)
   mask[-3:] = 0  # batch padding: neither an anchor nor a negative
-  groups = np.arange(len(a), dtype=np.int32)
-  groups[1] = groups[0]  # rows 0 and 1 are siblings: not each other's negatives
+  groups = np.stack([np.arange(len(a)), 100 + np.arange(len(a))], 1).astype(np.int32)
+  groups[1, 0] = groups[0, 0]  # rows 0 and 1 are siblings: not each other's negatives
+  groups[3, 1] = groups[2, 1]  # rows 2 and 3 share their other id (e.g. the same synopsis)
   return jax.tree.map(np.asarray, jax.jit(both, in_shardings=(rows,) * 4)(a, b, mask, groups))
 
 
@@ -69,13 +70,19 @@ def test_negatives_are_the_global_batch():
     for g8, g1 in zip(grads8, grads1):
       np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-6)
     assert np.all(out8["loss"][-3:] == 0) and np.all(out8["loss"][:-3] > 0)
-    # Rows 2.. of the 13 real ones against all 13 real positives, as sentence-transformers has it.
+    # Rows 4.. of the 13 real ones against all 13 real positives, as sentence-transformers has it;
+    # rows 0-3 lose their group's column: each pair's loss is that of the other row left out.
     reference = _reference_rows(a[:13], b[:13], symmetric)
-    np.testing.assert_allclose(out8["loss"][2:13], reference[2:], rtol=1e-4)
+    np.testing.assert_allclose(out8["loss"][4:13], reference[4:], rtol=1e-4)
+    if not symmetric:
+      for row, other in ((0, 1), (1, 0), (2, 3), (3, 2)):
+        keep = [j for j in range(13) if j != other]
+        alone = _reference_rows(a[keep], b[keep], False)[keep.index(row)]
+        np.testing.assert_allclose(out8["loss"][row], alone, rtol=1e-4)
     # Each device's own 2 rows as the only negatives would give another loss: this can fail.
     local = np.concatenate([_reference_rows(a[i:i + 2], b[i:i + 2], symmetric)
-                            for i in range(2, 12, 2)])
-    assert not np.allclose(local, out8["loss"][2:12], atol=1e-3)
+                            for i in range(4, 12, 2)])
+    assert not np.allclose(local, out8["loss"][4:12], atol=1e-3)
 
 
 def test_ranking_loss_equals_sentence_transformers():
@@ -100,7 +107,11 @@ def tiny_folder(tmp_path_factory):
     pytest.skip(str(e))
   module = BiEncoder(TINY)
   ids = np.zeros((1, 4), np.int32)
-  params = module.init(jax.random.PRNGKey(0), ids, np.ones_like(ids))["params"]
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), ids, ids)["params"]
+  rng = np.random.default_rng(0)  # numpy draws: no compile, no op-by-op dispatch
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, s: ((path[-1].key == "scale") + 0.02 * rng.normal(size=s.shape)).astype(
+          np.float32), shapes)
   folder = save_sentence_transformer(params["bert"], TINY, tmp_path_factory.mktemp("tiny") / "st",
                                      tokenizer_folder=source, max_seq_length=24)
   return folder, module, params
@@ -120,3 +131,32 @@ def test_saved_folder_loads_in_encoder_and_sentence_transformers(tiny_folder):
   sentence_transformers = pytest.importorskip("sentence_transformers")
   theirs = sentence_transformers.SentenceTransformer(str(folder), device="cpu").encode(TEXTS)
   assert np.max(np.abs(theirs - ours)) <= 1e-4
+
+
+def test_training_steps_lower_the_ranking_loss(tiny_folder):
+  """The runner's trainer (AdamW, warmup, the global ranking loss) on 16 pairs of the tiny tower."""
+  from ycng_jax.data.pipeline import Loader
+  from ycng_jax.text import biencoder_experiment as experiment
+  from ycng_jax.text.biencoder import load_tower
+  from ycng_jax.text.encoder import load_fast_tokenizer
+  folder, _, _ = tiny_folder
+  config = experiment.base_config()
+  config.update(max_length_a=8, max_length_b=16, batch_size=16, learning_rate=3e-3,
+                warmup_ratio=0.25)
+  words = ["audio", "video", "python", "kernel", "game", "font", "editor", "shell"]
+  pairs = {"text": np.asarray([f"{w} tool {i}" for i, w in enumerate(words * 2)], object),
+           "text_b": np.asarray([f"this package provides the {w} program number {i}"
+                                 for i, w in enumerate(words * 2)], object),
+           "group": np.arange(16, dtype=np.int32)}
+  mesh = make_mesh(8)
+  _, bert_config, tower, pooling = load_tower(folder)
+  arrays = experiment.token_arrays(load_fast_tokenizer(folder, 16), pairs, config)
+  loader = Loader(arrays, global_batch_size=16, mesh=mesh, shuffle=False)
+  trainer = experiment.build_trainer(config, mesh, bert_config, pooling, total_steps=8)
+  trainer.init(next(iter(loader)))
+  experiment.start_from(trainer, tower)
+  np.testing.assert_array_equal(jax.device_get(trainer.state.params["bert"]["layer_0"]["output"]
+                                               ["kernel"]), tower["layer_0"]["output"]["kernel"])
+  batch = next(iter(loader))
+  losses = [float(trainer.train_step(batch)["loss"]) / 16 for _ in range(8)]  # read: in step
+  assert losses[-1] < 0.5 * losses[0], losses

@@ -13,9 +13,11 @@ of the positives back to the devices that own them.
 
 Two refinements over sentence-transformers' loss, both off unless asked for:
 - ``mask``: batch padding (``mask`` 0) is neither an anchor nor a negative;
-- ``group_key``: in-batch "negatives" of the same group (the same Debian source package: a
-  ``-dev`` and a ``-doc`` sibling describe the same software) are left out of the softmax, so
-  the loss does not push apart texts that are in fact about the same thing.
+- ``group_key``: in-batch "negatives" of the same group are left out of the softmax, so the
+  loss does not push apart texts that are in fact about the same thing: the same Debian source
+  package (a ``-dev`` and a ``-doc`` sibling describe the same software), or the very same text
+  (sentence-transformers' answer to that is a sampler that keeps duplicates out of a batch).
+  Groups may be several ids per example (B, G): any equal id leaves the column out.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def ranking_rows(anchors: jax.Array, positives: jax.Array, first_row: jax.Array 
   """Per-row cross-entropy of ``anchors`` (r, d) against all ``positives`` (n, d).
 
   Row ``k`` is example ``first_row + k`` of the batch, so its target is column ``first_row + k``.
-  ``column_mask`` (n,) leaves out padding columns; ``row_groups`` (r,) / ``column_groups`` (n,)
-  leave out the other columns of the row's own group. Returns (loss (r,), top-1 hit (r,)).
+  ``column_mask`` (n,) leaves out padding columns; ``row_groups`` (r, G) / ``column_groups``
+  (n, G) leave out the other columns that share any of the row's G group ids. Returns
+  (loss (r,), top-1 hit (r,)).
   """
   logits = scale * jnp.dot(anchors.astype(jnp.float32), positives.astype(jnp.float32).T,
                            precision=jax.lax.Precision.HIGHEST)
@@ -54,7 +57,7 @@ def ranking_rows(anchors: jax.Array, positives: jax.Array, first_row: jax.Array 
   if column_mask is not None:
     keep &= column_mask[None, :] > 0
   if row_groups is not None:
-    keep &= row_groups[:, None] != column_groups[None, :]
+    keep &= jnp.all(row_groups[:, None, :] != column_groups[None, :, :], axis=-1)
   keep |= columns[None, :] == target[:, None]  # the positive always stays
   scores = jnp.where(keep, logits, _LEFT_OUT)
   positive = jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
@@ -73,12 +76,14 @@ def global_ranking_loss(anchors: jax.Array, positives: jax.Array, mesh: Mesh, *,
   sentence-transformers loss computes it) whose batch axis is split over ``mesh``'s ``data``
   axis; B must be a multiple of the number of devices. ``symmetric`` averages the
   anchor -> positive and positive -> anchor losses (MultipleNegativesSymmetricRankingLoss).
+  ``groups``: (B,) or (B, G) integer ids; a column sharing an id with the row is left out.
   Returns ``{"loss": (B,), "in_batch_accuracy": (B,)}``; rows with ``mask`` 0 get 0.
   """
   n = anchors.shape[0]
   mask = jnp.ones((n,), jnp.float32) if mask is None else mask.astype(jnp.float32)
   with_groups = groups is not None
-  groups = jnp.zeros((n,), jnp.int32) if groups is None else groups.astype(jnp.int32)
+  groups = jnp.zeros((n, 1), jnp.int32) if groups is None else groups.astype(jnp.int32)
+  groups = groups.reshape(n, -1)
 
   def local(a, b, row_mask, row_groups):
     gather = lambda x: jax.lax.all_gather(x, DATA_AXIS, tiled=True)
@@ -105,7 +110,7 @@ def make_ranking_loss(mesh: Mesh, *, scale: float = 20.0, symmetric: bool = Fals
   """The trainer's loss for a model returning ``(anchor_embeddings, positive_embeddings)``.
 
   ``scale`` 20 is sentence-transformers' default (a temperature of 0.05). ``group_key`` names a
-  batch key of integer group ids whose same-group negatives are left out.
+  batch key of integer group ids, (B,) or (B, G), whose same-group negatives are left out.
   """
   real_number("scale", scale, 0.0, low_open=True)
 
