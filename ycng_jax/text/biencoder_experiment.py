@@ -238,11 +238,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
   distributed.initialize(config.distributed)
   os.makedirs(workdir, exist_ok=True)
   mesh = make_mesh(config.num_devices or None)
-  task = task if task is not None else load(config)
   try:
     folder, bert_config, tower_params, pooling = bi.load_tower(config.model)
   except FileNotFoundError as e:
     raise UserError(f"config.model={config.model!r}: {e}") from None
+  task = task if task is not None else load(config)
   tokenizer = load_fast_tokenizer(folder, max(config.max_length_a, config.max_length_b))
   arrays = {s: token_arrays(tokenizer, positives(task.splits[s]), config)
             for s in ("train", "validation")}
