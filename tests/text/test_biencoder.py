@@ -125,10 +125,14 @@ def test_saved_folder_loads_in_encoder_and_sentence_transformers(tiny_folder):
   folder, module, params = tiny_folder
   from ycng_jax.text import Encoder
   from ycng_jax.text.encoder import load_fast_tokenizer
-  ours = Encoder.from_pretrained(folder).encode(TEXTS, batch_size=4)
+  with pytest.warns(UserWarning, match="1 of 6 texts were longer than max_seq_length=24"):
+    ours = Encoder.from_pretrained(folder).encode(TEXTS, batch_size=4)
   assert ours.shape == (len(TEXTS), 32)
   # The module the trainer trains gives the same vectors from fixed-length token arrays.
   tokens = tokenize_fixed(load_fast_tokenizer(folder, 24), TEXTS, 24)
+  # Cut to 24 by tokenize_fixed (the runner's shorter first texts) as by the tokenizer: [SEP] last.
+  for key, value in tokenize_fixed(load_fast_tokenizer(folder, 64), TEXTS, 24).items():
+    np.testing.assert_array_equal(value, tokens[key])
   trained = np.asarray(module.apply({"params": params}, tokens["input_ids"],
                                     tokens["attention_mask"]))
   np.testing.assert_allclose(trained, ours, atol=1e-5)
