@@ -52,17 +52,19 @@ class Browser:
 
   def __init__(self, width: int = 1280, height: int = 900, timeout: float = 30.0):
     self.timeout = timeout
+    binary = chromium_binary()
     self._profile = tempfile.TemporaryDirectory(prefix="ycng-chromium-")
     to_browser_r, self._to_browser = os.pipe()
     self._from_browser, from_browser_w = os.pipe()
     # Above fd 10, so moving them to 3 and 4 in the child cannot overwrite one with the other.
     to_browser_r, from_browser_w = (_above_10(fd) for fd in (to_browser_r, from_browser_w))
-    args = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu",
+    args = [binary, "--headless", "--no-sandbox", "--disable-gpu",
             "--no-first-run", "--no-default-browser-check", "--disable-extensions",
             "--hide-scrollbars", "--remote-debugging-pipe", f"--window-size={width},{height}",
             f"--user-data-dir={self._profile.name}", "about:blank"]
     # The protocol pipes must be the browser's fds 3 and 4: a shell moves them there.
-    script = f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
+    script = (f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w} '
+              f'{to_browser_r}<&- {from_browser_w}>&-')
     self.process = subprocess.Popen(["bash", "-c", script, "chromium", *args],
                                     pass_fds=(to_browser_r, from_browser_w),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -90,7 +90,7 @@ def test_incomplete_runs_are_marked_and_show_what_exists(tmp_path):
     text = page.read_text()
     assert INCOMPLETE in text and "run.json has no finished mark" in text
   assert "Metrics so far" in (tmp_path / "out" / "quickstart_mlp_digits-killed.html").read_text()
-  assert "0 of 1 finished" in result["index"].read_text()
+  assert f"<td>{INCOMPLETE}</td>" in result["index"].read_text()
   # Without run.json (runs from before it existed): no final record and no results.json.
   make_workdir(tmp_path / "old", records=records)
   assert not read_workdir(tmp_path / "old").complete
@@ -171,5 +171,7 @@ def test_captions_and_learning_curves():
   assert panels["loss (pretrain)"] == {"x": "epoch", "lines": {"loss": ([1.0, 2.0], [0.5, 0.4])}}
   assert panels["loss (dec)"]["lines"]["loss"] == ([5.0], [0.1])  # NaN dropped
   assert not any("acc" == p or "test" in p for p in panels)  # results and finals are not curves
+  constant = [{"step": s, "learning_rate": 0.1, "loss": 1.0 / s} for s in (1, 2, 3)]
+  assert list(figures.curve_panels(constant)) == ["loss"]
   assert figures.learning_curves_png([{"final": True, "test_accuracy": 1.0}]) is None
   assert figures.learning_curves_png(dec)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ from PIL import Image
 from ycng_jax import experiments
 from ycng_jax.report import build_report
 
-from headless_chromium import Browser
+from headless_chromium import Browser, chromium_binary
 from report_workdirs import bench_result, make_workdir, topic_map
 
 TINY = {"num_epochs": "1", "train_examples": "320", "test_examples": "128", "batch_size": "64",
@@ -59,7 +59,8 @@ def test_pages_load_every_image_without_script_errors(report):
       if name.startswith("quickstart"):
         # the curves from metrics.jsonl and the run's curves.png
         assert len(loaded) == 2
-        assert "quickstart/mlp_digits" in browser.evaluate("document.querySelector('h1').textContent")
+        title = browser.evaluate("document.querySelector('h1').textContent")
+        assert title.startswith("quickstart/mlp_digits")
         assert _pixel_std(browser.screenshot()) > 20  # a rendered page, not a blank one
 
 
@@ -104,3 +105,10 @@ def test_slides_follow_the_keyboard_and_print_one_slide_a_page(report):
     pdf = browser.print_pdf()
   assert pdf.startswith(b"%PDF") and count > 8
   assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == count
+
+
+def test_a_missing_chromium_fails_with_the_install_command(monkeypatch, tmp_path):
+  monkeypatch.setenv("PATH", str(tmp_path))
+  monkeypatch.delenv("YCNG_CHROMIUM", raising=False)
+  with pytest.raises(pytest.fail.Exception, match=r"bash scripts/install.sh --test"):
+    chromium_binary()

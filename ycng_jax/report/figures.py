@@ -82,6 +82,7 @@ def curve_panels(records: list[dict[str, Any]], max_panels: int = 6) -> dict[str
   val_loss), per training phase where records name one (DEC's pretrain and dec phases count
   differently). Lines are per metric, split (the trainer's step logs vs epoch ends) and seed.
   The x axis is ``step``, else ``epoch``, else ``iteration``, else the record's position.
+  Panels of a constant (a learning rate without schedule) are left out.
   Returns ``{panel: {"x": axis name, "lines": {label: (xs, ys)}}}``, loss and accuracy first.
   """
   panels: dict[str, dict] = {}
@@ -104,6 +105,10 @@ def curve_panels(records: list[dict[str, Any]], max_panels: int = 6) -> dict[str
       xs, ys = entry["lines"].setdefault(label, ([], []))
       xs.append(float(x))
       ys.append(float(value))
+  # A panel whose many values are all the same (a constant learning rate) says little.
+  panels = {p: v for p, v in panels.items()
+            if len([y for _, ys in v["lines"].values() for y in ys]) == 1
+            or len({y for _, ys in v["lines"].values() for y in ys}) > 1}
   order = sorted(panels, key=lambda p: (not p.startswith("loss"), not p.startswith("accuracy"),
                                         -sum(len(v[0]) for v in panels[p]["lines"].values()), p))
   return {p: panels[p] for p in order[:max_panels]}

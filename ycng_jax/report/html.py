@@ -31,7 +31,8 @@ table.data th, table.data td { border: 1px solid #dde3ea; padding: 3px 8px; text
 table.data th { background: #f3f5f8; } table.data td.num { text-align: right;
   font-variant-numeric: tabular-nums; }
 tr.changed td { background: #fff4d6; } tr.changed td:first-child { font-weight: bold; }
-tr.added td { background: #e8f4ff; } tr.removed td { color: #8a94a0; text-decoration: line-through; }
+tr.added td { background: #e8f4ff; }
+tr.removed td { color: #8a94a0; text-decoration: line-through; }
 tr.summary td { font-weight: bold; background: #f3f5f8; } tr.sub td { border-top: none;
   background: #fafbfc; }
 .badge { display: inline-block; padding: 2px 9px; border-radius: 10px; font-size: 12px;
@@ -109,7 +110,8 @@ def incomplete_banner(workdir: Workdir) -> str:
 def command_html(workdir: Workdir) -> str:
   if workdir.command:
     info = workdir.run_info
-    when = " ".join(f"{k} {esc(info[k])}." for k in ("started", "ended") if info.get(k))
+    when = " ".join(f"{k.capitalize()} {esc(info[k])}." for k in ("started", "ended")
+                    if info.get(k))
     return (f"<pre class='command'><code>{esc(workdir.command)}</code></pre>"
             f"<p class='note'>Workdir <code>{esc(workdir.path)}</code>. {when}</p>")
   return ("<p><b>Command unknown:</b> this workdir has no run.json (it was written before "
@@ -119,7 +121,7 @@ def command_html(workdir: Workdir) -> str:
 
 def metrics_html(workdir: Workdir) -> str:
   if not workdir.metrics:
-    return "<p class='note'>No metrics recorded yet.</p>"
+    return f"<p class='note'>No metrics to list: {esc(workdir.metrics_source)}.</p>"
   rows = [[k, v] for k, v in workdir.metrics.items()]
   skipped = (f" {workdir.skipped_lines} unreadable line(s) of metrics.jsonl were skipped (a run "
              "killed while writing)." if workdir.skipped_lines else "")

@@ -9,7 +9,7 @@ import re
 from ycng_jax.report import bench as bench_lib
 from ycng_jax.report import html as h
 from ycng_jax.report.summary import Group, shared_metrics
-from ycng_jax.report.workdir import Workdir
+from ycng_jax.report.workdir import INCOMPLETE, Workdir
 
 
 def page_names(items: list, stem) -> list[str]:
@@ -67,7 +67,8 @@ def index_body(groups: list[Group], workdir_pages: dict[int, str],
       links = ", ".join(f"<a href='{workdir_pages[id(w)]}'>{h.esc(w.path.name)}</a>"
                         for w in group.workdirs)
       finished = sum(w.complete for w in group.workdirs)
-      status = "finished" if finished == len(group.workdirs) else \
+      status = ("finished" if finished else INCOMPLETE) if len(group.workdirs) == 1 else \
+          "all finished" if finished == len(group.workdirs) else \
           f"{finished} of {len(group.workdirs)} finished"
       stats = group.stats
       rows.append([f"<code>{h.esc(group.name)}</code>", links, h.esc(status)] +

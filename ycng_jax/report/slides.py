@@ -101,8 +101,8 @@ def workdir_slides(workdir: Workdir) -> list[str]:
   metric_rows = [[k, v] for k, v in workdir.metrics.items()]
   pieces = chunks(metric_rows)
   for i, rows in enumerate(pieces):
-    body = (h.table(["metric", "value"], rows) if rows else "<p>No metrics recorded yet.</p>") + \
-        f"<p class='note'>From {h.esc(workdir.metrics_source)}.</p>"
+    body = (h.table(["metric", "value"], rows) + f"<p class='note'>From "
+            f"{h.esc(workdir.metrics_source)}.</p>") if rows else h.metrics_html(workdir)
     title = "final metrics" if workdir.complete else "metrics so far (incomplete run)"
     slides.append(_slide(f"{name}: {title}", body, (i, len(pieces))))
   for table in workdir.tables:
@@ -113,7 +113,8 @@ def workdir_slides(workdir: Workdir) -> list[str]:
   for path, item in zip(workdir.figures, h.figure_items(workdir)):
     slides.append(_slide(f"{name}: {path.name}", item))
   if workdir.topic_map is not None:
-    slides.append(_slide(f"{name}: topic map", h.topic_map_html(workdir, f"topic-map-{id(workdir)}")))
+    slides.append(_slide(f"{name}: topic map",
+                         h.topic_map_html(workdir, f"topic-map-{id(workdir)}")))
   return slides
 
 

@@ -20,10 +20,10 @@ from ycng_jax.report.workdir import is_number
 
 MAX_POINTS = 5000
 WIDTH, HEIGHT, MARGIN = 960, 600, 20
-# matplotlib's tab20, so colours match the PNG topic map
-PALETTE = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896",
-           "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7",
-           "#bcbd22", "#dbdb8d", "#17becf", "#9edae5"]
+# matplotlib's tab20, its ten strong colours first so up to ten topics are easy to tell apart
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
 
 _POINT_FIELDS = {"x": "number", "y": "number", "topic": "int", "text": "str"}
 _TOPIC_FIELDS = {"id": "int", "label": "str", "terms": "list", "x": "number", "y": "number",
@@ -70,11 +70,14 @@ def render(data: dict[str, Any], element_id: str = "topic-map") -> str:
   if not xs:
     return "<p>The topic map has no points.</p>"
   x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-  sx = (WIDTH - 2 * MARGIN) / ((x1 - x0) or 1.0)
-  sy = (HEIGHT - 2 * MARGIN) / ((y1 - y0) or 1.0)
+  # One scale for both axes (a projection's distances mean the same across and up), centred.
+  scale = min((WIDTH - 2 * MARGIN) / ((x1 - x0) or 1.0),
+              (HEIGHT - 2 * MARGIN) / ((y1 - y0) or 1.0))
+  left = (WIDTH - (x1 - x0) * scale) / 2
+  bottom = HEIGHT - (HEIGHT - (y1 - y0) * scale) / 2
 
   def to_svg(x, y):  # SVG's y grows downwards
-    return MARGIN + (x - x0) * sx, HEIGHT - MARGIN - (y - y0) * sy
+    return left + (x - x0) * scale, bottom - (y - y0) * scale
 
   colour = {t["id"]: PALETTE[i % len(PALETTE)] for i, t in enumerate(topics)}
   circles = []
@@ -110,7 +113,8 @@ aria-label="{html.escape(str(data.get('title', 'topic map')))}">
   frame.addEventListener("mouseover", function (e) {{
     var t = e.target;
     if (!t.dataset || t.dataset.text === undefined) return;
-    tip.textContent = (names[t.dataset.topic] || "topic " + t.dataset.topic) + ": " + t.dataset.text;
+    var topic = names[t.dataset.topic] || "topic " + t.dataset.topic;
+    tip.textContent = topic + ": " + t.dataset.text;
     var box = frame.getBoundingClientRect();
     tip.style.left = Math.min(e.clientX - box.left + 12, box.width - 320) + "px";
     tip.style.top = (e.clientY - box.top + 12) + "px";

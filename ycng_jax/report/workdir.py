@@ -162,10 +162,11 @@ def final_metrics(records: list[dict[str, Any]], results: Any) -> tuple[dict[str
   if metrics:
     return metrics, " and ".join(sources)
   if results is not None:
-    return {}, "results.json, which holds tables only (below)"
+    return {}, "results.json holds tables only (below)"
   if records:
     last = records[-1]
-    where = ", ".join(f"{k} {last[k]}" for k in ("step", "epoch", "iteration", "phase") if k in last)
+    where = ", ".join(f"{k} {last[k]}" for k in ("step", "epoch", "iteration", "phase")
+                      if k in last)
     return _scalars(last), f"the latest record of metrics.jsonl ({where or 'last line'})"
   return {}, "nothing recorded yet"
 
