@@ -115,6 +115,9 @@ def test_a_folder_that_is_not_a_workdir_is_one_line(tmp_path, capsys):
   assert err.startswith("ycng: error: ") and str(tmp_path / "empty") in err
   assert len(err.splitlines()) == 1
   assert not (tmp_path / "out").exists()  # inputs are read before anything is written
+  assert cli.main(["report", str(tmp_path / "runs" / "a"), "--slides"]) == 0
+  out = tmp_path / "runs" / "a" / "report"  # one workdir: its report lives in it
+  assert capsys.readouterr().out.split() == [str(out / "index.html"), str(out / "slides.html")]
 
 
 def test_bench_page(tmp_path):
