@@ -7,6 +7,7 @@
   ycng index build CORPUS --out DIR [--backend exact] [--model all-MiniLM-L6-v2] [--limit N]
                    [--precision float32|bf16-matmul|bfloat16]
   ycng search DIR "query" [-k 10] [--json]
+  ycng report WORKDIR... [--out DIR] [--slides]   an HTML report (and slide deck) of runs
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ def _cmd_search(args) -> int:
   return 0
 
 
+def _cmd_report(args) -> int:
+  from ycng_jax.report import build  # pylint: disable=import-outside-toplevel
+  written = build.build_report(args.inputs, args.out, slides=args.slides)
+  for path in written.values():
+    print(path)
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="ycng", description="ycng-jax experiments, data and search.")
   commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
   search.add_argument("-k", type=int, default=10)
   search.add_argument("--json", action="store_true")
   search.set_defaults(fn=_cmd_search)
+  report = commands.add_parser("report", help="an HTML report of workdirs (and bench.json)",
+                               usage="ycng report WORKDIR... [--out DIR] [--slides]")
+  report.add_argument("inputs", nargs="+", metavar="WORKDIR",
+                      help="workdirs of runs; also a bench.json (or a folder holding one)")
+  report.add_argument("--out", help="folder for the report (default WORKDIR/report for one "
+                      "workdir, else ./report)")
+  report.add_argument("--slides", action="store_true",
+                      help="also write slides.html: the same content as a slide deck")
+  report.set_defaults(fn=_cmd_report)
   return parser
 
 
