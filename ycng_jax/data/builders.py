@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from ycng_jax.data import quiet, readers
+from ycng_jax.data import quiet, readers, splits
 
 SPLIT_SEED = 0
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
@@ -23,9 +23,7 @@ FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", 
 
 def seeded_split(n: int, test_fraction: float, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
   """Sorted train/test index arrays of a fixed random split of range(n)."""
-  order = np.random.default_rng(seed).permutation(n)
-  n_test = int(round(n * test_fraction))
-  return {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}
+  return splits.seeded_partition(n, {"test": test_fraction}, seed)
 
 
 class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

