@@ -287,7 +287,7 @@ def run(names: Sequence[str] | None = None, *, mode: str = "quick",
     report["benchmarks"].extend(rows)
     _write(report, out)
     ratios = ", ".join(f"{r['ratio']:.2f}x" for r in rows if r["ratio"] is not None)
-    print(f"{rows[0]['status']}" + (f" ({rows[0]['error']})" if rows[0]["error"] else "")
+    print(rows[0]["status"] + (f": {rows[0]['error']}" if rows[0]["error"] else "")
           + (f", ratios {ratios}" if ratios else "") + f", {rows[0]['seconds']:.0f} s",
           file=progress, flush=True)
   return report

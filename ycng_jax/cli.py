@@ -116,7 +116,8 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="ycng", description="ycng-jax experiments, data, search and benchmarks.")
+  parser = argparse.ArgumentParser(
+      prog="ycng", description="ycng-jax experiments, data, search and benchmarks.")
   commands = parser.add_subparsers(dest="command", required=True)
   commands.add_parser("list", help="list experiments").set_defaults(fn=_cmd_list)
   run = commands.add_parser("run", help="run an experiment",

@@ -30,7 +30,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_utils import add_json_argument, preset_defaults, result_row, write_json  # noqa: E402
+from bench_utils import (add_json_argument, preset_defaults, result_row,  # noqa: E402
+                         version, write_json)
 
 
 def load(n_train: int):
@@ -92,7 +93,8 @@ def run_keras(x, y, xt, yt, epochs: int, batch: int):
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--train-examples", type=int, default=None, help="12800 (2560 with --quick)")
+  parser.add_argument("--train-examples", type=int, default=None,
+                      help="12800 (2560 with --quick)")
   parser.add_argument("--epochs", type=int, default=None, help="3 (2 with --quick)")
   parser.add_argument("--batch-size", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=None, help="2 (1 with --quick)")
@@ -123,10 +125,9 @@ def main(argv=None):
   print(f"{'keras':8}{theirs[0]:>10.2f}{theirs[1]:>10.4f}")
   print(f"ratio ours/keras: {ours[0] / theirs[0]:.2f}x steps/s "
         f"(accuracy difference {ours[1] - theirs[1]:+.4f})")
-  import keras
   write_json(args.json, [result_row(
       f"CNN training, Fashion-MNIST {len(x)} examples, batch {args.batch_size}", "steps/s",
-      ours[0], theirs[0], f"keras {keras.__version__} model.fit (jax backend)",
+      ours[0], theirs[0], f"keras {version('keras')} model.fit (jax backend)",
       notes=f"{args.epochs} epochs (first untimed), best of {args.repeats}; test accuracy ours "
             f"{ours[1]:.4f}, keras {theirs[1]:.4f}")])
 
