@@ -190,7 +190,8 @@ def draw_topic_map(xy: np.ndarray, labels: np.ndarray, topics: dict[int, list[st
   palette = plt.get_cmap("tab20")
   fig, ax = plt.subplots(figsize=(11, 9), dpi=dpi)
   try:
-    ax.scatter(xy[:, 0], xy[:, 1], c=palette(labels % 20), s=4, alpha=0.6, linewidths=0)
+    dot = float(np.clip(30000 / max(len(xy), 1), 4, 12))  # bigger dots when there are fewer
+    ax.scatter(xy[:, 0], xy[:, 1], c=palette(labels % 20), s=dot, alpha=0.6, linewidths=0)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
