@@ -26,7 +26,7 @@ import numpy as np
 from ycng_jax.errors import UserError
 
 # Words of 3+ characters starting with a letter: drops numbers and stray punctuation
-# ("2", "--"), keeps "c++", "x11", "gtk+" and "command-line".
+# ("2", "--") and two-letter words, keeps "x11", "mp3" and "command-line".
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"
 MAX_JSON_POINTS = 5000
 MAX_TEXT_CHARS = 200
@@ -115,7 +115,7 @@ def project_2d(embeddings, *, method: str = "umap", n_neighbors: int = 15,
   if method != "umap":
     raise UserError(f"The topic map's projection must be 'umap' or 'pca', got {method!r}.")
   from ycng_jax.cluster.manifold import umap_project  # pylint: disable=import-outside-toplevel
-  return umap_project(x, 2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist,
+  return umap_project(x, 2, n_neighbors=max(2, min(n_neighbors, len(x) - 1)), min_dist=min_dist,
                       metric="cosine", n_epochs=n_epochs, seed=seed)
 
 
