@@ -44,7 +44,7 @@ def test_topic_map_umap_projection_keeps_clusters_apart(digits):
   pca_agreement = _same_label_as_nearest(project_2d(x, method="pca"), y)
   assert umap_agreement > 0.9 and umap_agreement > pca_agreement + 0.2, (
       umap_agreement, pca_agreement)
-  with pytest.raises(UserError, match="'umap' or 'pca', got 'tsne'"):
+  with pytest.raises(UserError, match=r"one of \['umap', 'pca'\], got 'tsne'"):
     project_2d(x, method="tsne")
 
 

@@ -86,6 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from ycng_jax import data  # pylint: disable=import-outside-toplevel
   from ycng_jax.cluster import KMeans  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
+  topic_map.check_projection(config.topic_map.projection)  # before hours of embedding
   documents = semantic_index.corpus_documents(config.dataset, limit=config.limit or None)
   texts = documents["text"]
   embeddings = corpus_lib.embed_corpus(texts, workdir / "embeddings", model=config.model,

@@ -31,6 +31,7 @@ TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"
 MAX_JSON_POINTS = 5000
 MAX_TEXT_CHARS = 200
 LABEL_TERMS = 3
+PROJECTIONS = ("umap", "pca")
 FRAME_QUANTILE = 0.01  # the figure shows the 1st to 99th percentile of x and y
 
 
@@ -100,6 +101,12 @@ def topic_label(terms: Sequence[str], n: int = LABEL_TERMS) -> str:
   return ", ".join(kept)
 
 
+def check_projection(method: str) -> None:
+  if method not in PROJECTIONS:
+    raise UserError(f"The topic map's projection must be one of {list(PROJECTIONS)}, got "
+                    f"{method!r}.")
+
+
 def project_2d(embeddings, *, method: str = "umap", n_neighbors: int = 15,
                min_dist: float = 0.1, n_epochs: int | None = None, seed: int = 0) -> np.ndarray:
   """(N, 2) float32 coordinates of the rows of ``embeddings`` for a scatter plot.
@@ -112,8 +119,7 @@ def project_2d(embeddings, *, method: str = "umap", n_neighbors: int = 15,
   if method == "pca":
     from sklearn.decomposition import PCA  # pylint: disable=import-outside-toplevel
     return PCA(2, random_state=seed).fit_transform(x).astype(np.float32)
-  if method != "umap":
-    raise UserError(f"The topic map's projection must be 'umap' or 'pca', got {method!r}.")
+  check_projection(method)
   from ycng_jax.cluster.manifold import umap_project  # pylint: disable=import-outside-toplevel
   return umap_project(x, 2, n_neighbors=max(2, min(n_neighbors, len(x) - 1)), min_dist=min_dist,
                       metric="cosine", n_epochs=n_epochs, seed=seed)
