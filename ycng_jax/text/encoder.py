@@ -132,6 +132,17 @@ PRECISIONS = {
 }
 
 
+def max_seq_length_of_folder(folder: str, default: int) -> int:
+  """The length a sentence-transformers folder truncates at: ``sentence_bert_config.json``'s
+  ``max_seq_length``, or (sentence-transformers >= 6 moved it) ``tokenizer_config.json``'s
+  ``model_max_length``; else ``default``."""
+  length = _read_json(os.path.join(folder, "sentence_bert_config.json")).get("max_seq_length")
+  if length is None:
+    length = _read_json(os.path.join(folder, "tokenizer_config.json")).get("model_max_length")
+  # Tokenizers without a limit store a huge sentinel as model_max_length.
+  return int(length) if length is not None and int(length) <= default else default
+
+
 def precision_kwargs(precision: str) -> dict:
   """``from_pretrained`` keyword arguments of a named precision (see ``PRECISIONS``)."""
   if precision not in PRECISIONS:
@@ -187,8 +198,7 @@ class Encoder:
     folder = resolve_model_folder(name_or_path)
     config = BertConfig.from_hf(folder)
     if max_seq_length is None:
-      max_seq_length = _read_json(os.path.join(folder, "sentence_bert_config.json")).get(
-          "max_seq_length", config.max_position_embeddings)
+      max_seq_length = max_seq_length_of_folder(folder, config.max_position_embeddings)
     if not 2 <= max_seq_length <= config.max_position_embeddings:
       raise ValueError(f"max_seq_length={max_seq_length} must be in [2, "
                        f"{config.max_position_embeddings}] for this model.")
