@@ -6,11 +6,13 @@ import sys
 import pytest
 
 
-def test_dir_lists_lazy_names_without_importing_them():
+@pytest.mark.parametrize("package, heavy", [("ycng_jax.train", "ycng_jax.train.trainer"),
+                                            ("ycng_jax.text", "jax")])
+def test_dir_lists_lazy_names_without_importing_them(package, heavy):
   # A fresh interpreter: here other tests have imported the submodules already.
-  code = ("import sys, ycng_jax.train as train; names = dir(train); "
-          "assert set(train.__all__) <= set(names), sorted(set(train.__all__) - set(names)); "
-          "assert 'ycng_jax.train.trainer' not in sys.modules; print('ok')")
+  code = (f"import sys, {package} as p; names = dir(p); "
+          "assert set(p.__all__) <= set(names), sorted(set(p.__all__) - set(names)); "
+          f"assert {heavy!r} not in sys.modules; print('ok')")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
   assert result.stdout.strip() == "ok", result.stderr
 

@@ -10,6 +10,8 @@
   ycng report WORKDIR... [--out DIR] [--slides]   an HTML report (and slide deck) of runs
   ycng bench [--full] [--only NAME ...] [--out DIR] [--list]
                                               ours vs peer libraries (scripts/bench/), side by side
+  ycng predict FOLDER "text" ["text" ...] [--pair "text b" ...] [--json] [--batch-size N]
+               [--top N] [--precision float32|bf16-matmul|bfloat16]
 """
 
 from __future__ import annotations
@@ -124,6 +126,37 @@ def _cmd_bench(args) -> int:
   return 1 if "failed" in statuses else 0
 
 
+def _cmd_predict(args) -> int:
+  from ycng_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from ycng_jax.text.classifier import TextClassifier  # pylint: disable=import-outside-toplevel
+  if args.top < 1:
+    raise UserError(f"--top must be at least 1, got {args.top}.")
+  inputs = args.texts
+  if args.pair:
+    if len(args.pair) not in (1, len(args.texts)):
+      raise UserError(f"{len(args.texts)} texts and {len(args.pair)} --pair texts: give one "
+                      "--pair per text, or one --pair for them all.")
+    inputs = list(zip(args.texts, args.pair * len(args.texts) if len(args.pair) == 1 else args.pair))
+  classifier = TextClassifier.from_pretrained(args.folder, precision=args.precision)
+  predictions = classifier.predict(inputs, batch_size=args.batch_size)
+  if args.json:
+    print(json.dumps([{"input": x, "labels": p.labels, "score": p.score, "scores": p.scores}
+                      for x, p in zip(inputs, predictions)]))
+    return 0
+  for x, p in zip(inputs, predictions):
+    shown = " | ".join(x) if isinstance(x, tuple) else x
+    print(" ".join(shown.split())[:100])
+    if classifier.problem_type == "regression":
+      print(f"  score: {p.score:.4f}")
+      continue
+    print(f"  labels: {', '.join(p.labels) if p.labels else '(none over its threshold)'}")
+    ranked = sorted(p.scores.items(), key=lambda item: -item[1])[:args.top]
+    width = max(len(name) for name, _ in ranked)
+    for name, score in ranked:
+      print(f"  {name:<{width}}  {score:.4f}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="ycng", description="ycng-jax experiments, data, search and benchmarks.")
@@ -186,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
   bench.add_argument("--timeout", type=float, help="seconds a benchmark may take before it is "
                      "stopped and recorded as failed (default 900; 3600 with --full)")
   bench.set_defaults(fn=_cmd_bench)
+  predict = commands.add_parser("predict", help="classify texts with a text classifier folder")
+  predict.add_argument("folder", help="a folder written by save_classifier, or a Hugging Face "
+                       "BertForSequenceClassification folder")
+  predict.add_argument("texts", nargs="+", help="one or more texts")
+  predict.add_argument("--pair", action="append", metavar="TEXT_B",
+                       help="second text of a pair model: once per text, or once for all texts")
+  predict.add_argument("--json", action="store_true", help="one JSON list of predictions")
+  predict.add_argument("--batch-size", type=int, default=64)
+  predict.add_argument("--top", type=int, default=5, help="scores printed per text (not --json)")
+  predict.add_argument("--precision", default="float32",
+                       choices=["float32", "bf16-matmul", "bfloat16"])
+  predict.set_defaults(fn=_cmd_predict)
   return parser
 
 

@@ -72,16 +72,29 @@ def call_times(fn, repeats: int) -> list[float]:
   return times
 
 
+def timed(fn):
+  """``fn()``'s result, wall seconds and CPU seconds (all threads of this process)."""
+  t0, c0 = time.perf_counter(), time.process_time()
+  out = fn()
+  return out, time.perf_counter() - t0, time.process_time() - c0
+
+
 def set_cpu_threads(threads: int) -> None:
-  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported."""
+  """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported.
+
+  XLA:CPU has no thread-count flag (``intra_op_parallelism_threads`` in XLA_FLAGS, tried here
+  before, is fatal: XLA takes a word without ``--`` for a flags file): it sizes its pool by the
+  CPUs this process may use, so fewer threads than that means fewer CPUs (``sched_setaffinity``,
+  which torch sees too); one thread also turns off Eigen's multithreading.
+  """
   if threads <= 0:
     return
+  cpus = sorted(os.sched_getaffinity(0))
+  if threads < len(cpus):
+    os.sched_setaffinity(0, cpus[:threads])
   if threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
-                               "false intra_op_parallelism_threads=1").strip()
-  else:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" intra_op_parallelism_threads={threads}").strip()
+                               " --xla_cpu_multi_thread_eigen=false").strip()
   import torch  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(threads)
 

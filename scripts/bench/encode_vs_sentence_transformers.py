@@ -25,14 +25,7 @@ import numpy as np
 
 from bench_utils import (add_json_argument, attention_replaced_by_values, bert_dot_ceiling,
                          bert_layer_weights, debtags_texts, preset_defaults, result_row,
-                         set_cpu_threads, version, write_json)
-
-
-def timed(fn):
-  """``fn()``'s result, wall seconds and CPU seconds (all threads of this process)."""
-  t0, c0 = time.perf_counter(), time.process_time()
-  out = fn()
-  return out, time.perf_counter() - t0, time.process_time() - c0
+                         set_cpu_threads, timed, version, write_json)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

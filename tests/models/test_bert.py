@@ -66,7 +66,7 @@ def test_padding_does_not_change_real_tokens():
   np.testing.assert_allclose(np.asarray(full)[2, :3], np.asarray(short)[0], atol=1e-5)
 
 
-def test_packed_rows_equal_separate_texts():
+def test_packed_rows_equal_separate_texts_and_output_positions_pick_states():
   cfg = BertConfig(**TINY)
   module = BertModel(cfg, add_pooler=False)
   rng = np.random.default_rng(1)
@@ -80,6 +80,17 @@ def test_packed_rows_equal_separate_texts():
   alone_b, _ = _apply(module, params, b[None])
   np.testing.assert_allclose(np.asarray(packed)[0, :5], np.asarray(alone_a)[0], atol=1e-5)
   np.testing.assert_allclose(np.asarray(packed)[0, 5:8], np.asarray(alone_b)[0], atol=1e-5)
+  # output_positions: the last layer computes only the asked-for tokens, each as it was.
+  starts, start_states = np.array([[0, 5]]), np.asarray(packed)[:, [0, 5]]
+  picked, _ = _apply(module, params, ids, packed_attention_mask(segments), position_ids=positions,
+                     output_positions=starts)
+  np.testing.assert_allclose(np.asarray(picked), start_states, atol=1e-5)
+  padded_ids, padding_mask = _batch(rng)
+  full, _ = _apply(module, params, padded_ids, padding_mask)
+  at = np.array([[0, 4], [5, 1], [2, 0]])
+  picked, _ = _apply(module, params, padded_ids, padding_mask, output_positions=at)
+  np.testing.assert_allclose(np.asarray(picked), np.take_along_axis(np.asarray(full), at[..., None], 1),
+                             atol=1e-5)
 
 
 @pytest.mark.parametrize("num_labels", [3, 1])

@@ -48,7 +48,7 @@ _ACTIVATIONS = {
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
 }
-_PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +82,8 @@ class BertConfig:
     if self.hidden_act not in _ACTIVATIONS:
       raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; "
                        f"expected one of {sorted(_ACTIVATIONS)}.")
-    if self.problem_type is not None and self.problem_type not in _PROBLEM_TYPES:
-      raise ValueError(f"problem_type={self.problem_type!r}; expected one of {_PROBLEM_TYPES}.")
+    if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+      raise ValueError(f"problem_type={self.problem_type!r}; expected one of {PROBLEM_TYPES}.")
     if self.label_names is not None and len(self.label_names) != self.num_labels:
       raise ValueError(f"{len(self.label_names)} label_names for num_labels={self.num_labels}.")
 
@@ -219,8 +219,18 @@ class BertEmbeddings(nn.Module):
     return x.astype(self.dtype)
 
 
+def _gather_positions(x: Array, positions: Array) -> Array:
+  """``x[b, positions[b, j]]`` for (batch, seq, ...) ``x`` and (batch, k) ``positions``."""
+  index = positions.reshape(positions.shape + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x, index, axis=1)
+
+
 class BertSelfAttention(nn.Module):
-  """Multi-head self-attention with a padding mask; returns the output projection's result."""
+  """Multi-head self-attention with a padding mask; returns the output projection's result.
+
+  With ``query_positions`` (batch, k), only the tokens at those positions attend (to every
+  token): the output is (batch, k, hidden).
+  """
   config: BertConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -229,18 +239,23 @@ class BertSelfAttention(nn.Module):
   attention_chunk: int | None = None
 
   @nn.compact
-  def __call__(self, x: Array, attention_mask: Array) -> Array:
+  def __call__(self, x: Array, attention_mask: Array, query_positions: Array | None = None
+               ) -> Array:
     cfg = self.config
     heads, head_dim = cfg.num_attention_heads, cfg.head_dim
     dot_general = bf16_matmul(self.matmul_dtype) if self.matmul_dtype else None
-    proj = lambda n: nn.DenseGeneral((heads, head_dim), dtype=self.dtype,
-                                     param_dtype=self.param_dtype, dot_general=dot_general,
-                                     kernel_init=_dense_init(cfg), name=n)(x)
-    q, k, v = proj("query"), proj("key"), proj("value")  # (batch, seq, heads, head_dim)
+    proj = lambda n, y: nn.DenseGeneral((heads, head_dim), dtype=self.dtype,
+                                        param_dtype=self.param_dtype, dot_general=dot_general,
+                                        kernel_init=_dense_init(cfg), name=n)(y)
+    queries = x if query_positions is None else _gather_positions(x, query_positions)
+    # (batch, q_seq, heads, head_dim) and (batch, seq, heads, head_dim)
+    q, k, v = proj("query", queries), proj("key", x), proj("value", x)
     if attention_mask.ndim == 2:  # Padding mask (batch, kv_seq).
       mask = attention_mask[:, None, :].astype(bool)
     else:  # Pairwise mask (batch, q_seq, kv_seq), e.g. several texts packed in one row.
       mask = attention_mask.astype(bool)
+      if query_positions is not None:
+        mask = _gather_positions(mask, query_positions)
     rate = 0.0 if self.deterministic else cfg.attention_probs_dropout_prob
     chunk = default_chunk() if self.attention_chunk is None else self.attention_chunk
     context = attention(q, k, v, mask, chunk=chunk, dropout_rate=rate,
@@ -251,7 +266,11 @@ class BertSelfAttention(nn.Module):
 
 
 class BertLayer(nn.Module):
-  """One post-LN transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+  """One post-LN transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)).
+
+  With ``query_positions`` (batch, k) it computes only the outputs at those positions,
+  (batch, k, hidden): what a last layer needs when only some tokens' states are read.
+  """
   config: BertConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -260,7 +279,8 @@ class BertLayer(nn.Module):
   attention_chunk: int | None = None
 
   @nn.compact
-  def __call__(self, x: Array, attention_mask: Array) -> Array:
+  def __call__(self, x: Array, attention_mask: Array, query_positions: Array | None = None
+               ) -> Array:
     cfg = self.config
     dropout = lambda y: Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
     norm = lambda n: nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
@@ -271,7 +291,9 @@ class BertLayer(nn.Module):
                                      name=n)
     attn = BertSelfAttention(cfg, self.dtype, self.param_dtype, self.deterministic,
                              self.matmul_dtype, self.attention_chunk,
-                             name="attention")(x, attention_mask)
+                             name="attention")(x, attention_mask, query_positions)
+    if query_positions is not None:
+      x = _gather_positions(x, query_positions)
     x = norm("attention_norm")(x + dropout(attn)).astype(self.dtype)
     h = _ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, "intermediate")(x))
     x = norm("output_norm")(x + dropout(dense(cfg.hidden_size, "output")(h)))
@@ -298,6 +320,11 @@ class BertModel(nn.Module):
   which tokens each token may attend to (see ``packed_attention_mask``); ``token_type_ids``
   default to 0 and ``position_ids`` to 0..seq-1. Pass ``deterministic=False`` and a ``"dropout"``
   rng to train.
+
+  ``output_positions`` (batch, k) asks for the last layer's states at those positions only
+  (e.g. each packed text's [CLS]): the last layer then computes its queries, output projection
+  and feed-forward for those k tokens alone (its keys and values still for all), and
+  last_hidden_state is (batch, k, hidden); the pooler reads its first position.
   """
   config: BertConfig
   add_pooler: bool = True
@@ -310,7 +337,8 @@ class BertModel(nn.Module):
   @nn.compact
   def __call__(self, input_ids: Array, attention_mask: Array | None = None,
                token_type_ids: Array | None = None, position_ids: Array | None = None,
-               deterministic: bool = True) -> tuple[Array, Array | None]:
+               deterministic: bool = True, output_positions: Array | None = None
+               ) -> tuple[Array, Array | None]:
     cfg = self.config
     if input_ids.ndim != 2:
       raise ValueError(f"input_ids must be (batch, seq) token ids; got shape {input_ids.shape}.")
@@ -328,8 +356,10 @@ class BertModel(nn.Module):
         input_ids, token_type_ids, position_ids)
     layer_cls = nn.remat(BertLayer) if self.remat else BertLayer
     for i in range(cfg.num_hidden_layers):
+      last = i == cfg.num_hidden_layers - 1
       x = layer_cls(cfg, self.dtype, self.param_dtype, deterministic, self.matmul_dtype,
-                    self.attention_chunk, name=f"layer_{i}")(x, attention_mask)
+                    self.attention_chunk, name=f"layer_{i}")(
+                        x, attention_mask, output_positions if last else None)
     pooled = (BertPooler(cfg, self.dtype, self.param_dtype, name="pooler")(x)
               if self.add_pooler else None)
     return x, pooled

@@ -1,5 +1,15 @@
-"""Text: sentence embeddings (``Encoder``), and the text tasks built on them."""
+"""Text: sentence embeddings (``Encoder``), text classification (``TextClassifier``,
+``save_classifier``), and the text tasks built on them.
 
-from ycng_jax.text.encoder import Encoder, length_buckets
+Names are imported lazily (PEP 562): ``import ycng_jax.text`` does not load jax or a model.
+"""
 
-__all__ = ["Encoder", "length_buckets"]
+from ycng_jax._lazy import lazy_exports
+
+_EXPORTS = {
+    "Encoder": "encoder", "length_buckets": "packing",
+    "Prediction": "classifier", "TextClassifier": "classifier", "save_classifier": "classifier",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,11 +15,11 @@ What makes it fast and still exact:
   axis; steps are dispatched asynchronously, so the host assembles step i+1 while devices run i;
 - a text's vector does not depend on its row neighbours: masking makes the packing exact (to
   float rounding, ~1e-7).
+The packing itself (``RowPlan``) lives in ``ycng_jax.text.packing``, shared with ``TextClassifier``.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import warnings
@@ -33,56 +33,8 @@ from ycng_jax.checks import whole_number
 from ycng_jax.models.bert import (BertConfig, BertModel, packed_attention_mask,
                                   pooling_mode_from_folder)
 from ycng_jax.models.hf_weights import load_params, resolve_model_folder
+from ycng_jax.text.packing import RowPlan, length_buckets, pack_rows  # pylint: disable=unused-import
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
-
-
-def length_buckets(max_length: int) -> tuple[int, ...]:
-  """Row lengths: steps of 16 up to 128, of 32 up to 256, of 64 beyond, ending at ``max_length``.
-
-  A text goes into rows of the smallest bucket that holds it, so short texts get short rows
-  (attention cost grows with row length) and jit sees a bounded set of shapes. A text longer
-  than half its row has it to itself, so the steps bound the padding: on 5k debtags texts the
-  model computes 1.15x the real tokens, against 1.23x with steps of 32 from 64 and of 64 from
-  128 (``encode_vs_sentence_transformers.py --buckets 16,32,48,64,96,128,192,256`` runs those).
-  """
-  buckets, n = [], 16
-  while n < max_length:
-    buckets.append(n)
-    n += 16 if n < 128 else 32 if n < 256 else 64
-  buckets.append(max_length)
-  return tuple(buckets)
-
-
-_SHORTEST_ROW = 64  # tokens: shorter rows save little attention and cost another compile
-
-
-def _round_up(n: int, multiple: int) -> int:
-  return -(-n // multiple) * multiple
-
-
-def pack_rows(lengths: np.ndarray, capacity: int, max_segments: int) -> list[list[int]]:
-  """Best-fit-decreasing packing: indices of texts per row, each row <= ``capacity`` tokens and
-  <= ``max_segments`` texts. Longest texts first; each text goes to the row whose free space fits
-  it most tightly (a new row if none does). O(n log n) through a sorted list of free spaces.
-  """
-  order = np.argsort(-np.asarray(lengths), kind="stable")
-  rows: list[list[int]] = []
-  free: list[tuple[int, int]] = []  # Sorted (free tokens, row id) of rows still open.
-  for i in order:
-    need = int(lengths[i])
-    if need > capacity:
-      raise ValueError(f"A text of {need} tokens does not fit rows of {capacity}.")
-    at = bisect.bisect_left(free, (need, -1))
-    if at < len(free):
-      space, row = free.pop(at)
-    else:
-      space, row = capacity, len(rows)
-      rows.append([])
-    rows[row].append(int(i))
-    space -= need
-    if space >= 2 and len(rows[row]) < max_segments:  # Every text has >= 2 tokens ([CLS] [SEP]).
-      bisect.insort(free, (space, row))
-  return rows
 
 
 def _check_texts(texts: Any) -> list[str]:
@@ -167,17 +119,8 @@ class Encoder:
       raise ValueError(f"pooling={pooling!r}; expected mean, cls, max or mean_sqrt_len.")
     self._pooling = pooling
     self._mesh = mesh if mesh is not None else make_mesh()
-    if buckets is not None and (not buckets or any(int(b) != b or b < 1 for b in buckets)):
-      raise ValueError(f"buckets={tuple(buckets)!r}: give positive whole numbers of tokens, "
-                       f"e.g. (64, 128, 256), or None for length_buckets(max_seq_length).")
-    self._buckets = (tuple(sorted({int(b) for b in buckets})) if buckets is not None
-                     else length_buckets(self._max_seq_length))
-    if self._buckets[-1] < self._max_seq_length:
-      raise ValueError(f"The largest bucket {self._buckets[-1]} is below max_seq_length="
-                       f"{self._max_seq_length}: add a bucket of {self._max_seq_length} tokens.")
-    if max_texts_per_row < 1:
-      raise ValueError(f"max_texts_per_row must be >= 1; got {max_texts_per_row}.")
-    self._max_texts_per_row = int(max_texts_per_row)
+    self._plan = RowPlan(buckets if buckets is not None else length_buckets(self._max_seq_length),
+                         self._max_seq_length, max_texts_per_row, self._mesh.size)
     self._params = jax.device_put(params, replicated(self._mesh))
     rows = data_sharding(self._mesh)
     self._embed = jax.jit(self._embed_rows,
@@ -229,7 +172,7 @@ class Encoder:
     hidden, _ = self._module.apply({"params": params}, input_ids, mask, position_ids=position_ids)
     hidden = hidden.astype(jnp.float32)
     rows, seq, dim = hidden.shape
-    slots = self._max_texts_per_row
+    slots = self._plan.max_texts_per_row
     # Every token of text s in row r feeds slot r * slots + s - 1; padding feeds a spare slot.
     slot = jnp.where(segment_ids > 0,
                      jnp.arange(rows)[:, None] * slots + segment_ids - 1, rows * slots)
@@ -278,19 +221,10 @@ class Encoder:
       from tqdm.auto import tqdm
       progress = tqdm(total=len(texts), unit="text", desc="encode")
     pending = None  # (rows' text indices, device result): fetched once the next step is queued.
-    for seq, step in self._packed_steps(lengths, batch_size):
-      input_ids = np.zeros((len(step), seq), np.int32)
-      position_ids = np.zeros((len(step), seq), np.int32)
-      segment_ids = np.zeros((len(step), seq), np.int32)
-      for r, row in enumerate(step):
-        at = 0
-        for s, i in enumerate(row):
-          n = lengths[i]
-          input_ids[r, at:at + n] = ids[i]
-          position_ids[r, at:at + n] = np.arange(n)
-          segment_ids[r, at:at + n] = s + 1
-          at += n
-      result = self._embed(self._params, input_ids, position_ids, segment_ids)
+    for seq, step in self._plan.steps(lengths, batch_size):
+      rows = self._plan.fill(step, seq, ids)
+      result = self._embed(self._params, rows["input_ids"], rows["position_ids"],
+                           rows["segment_ids"])
       if pending is not None:
         self._collect(out, *pending, progress)
       pending = ([row for row in step if row], result)
@@ -304,68 +238,13 @@ class Encoder:
     the second counts the padding that packing into length-bucket rows leaves."""
     batch_size = whole_number("batch_size", batch_size, 1)
     _, lengths, _ = self._tokenize_stripped(_check_texts(texts))
-    computed = sum(seq * len(step) for seq, step in self._packed_steps(lengths, batch_size))
+    computed = sum(seq * len(step) for seq, step in self._plan.steps(lengths, batch_size))
     return int(lengths.sum()), int(computed)
 
   def _tokenize_stripped(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, int]:
     """What ``encode`` embeds: token ids of the stripped texts, their lengths, the truncated count."""
     ids, truncated = self.tokenize([t.strip() for t in texts])
     return ids, np.fromiter((len(x) for x in ids), np.int64, len(ids)), truncated
-
-  def _packed_steps(self, lengths: np.ndarray, batch_size: int):
-    """Yields ``(row_length, rows)`` steps; ``rows`` lists text indices per row (``[]`` = padding).
-
-    Texts are grouped by the smallest bucket that holds them (at least the first bucket of
-    ``_SHORTEST_ROW`` tokens, below which attention is a small share of the cost), and each group
-    is packed into rows of its own length: a corpus with a few long texts does not pay
-    long-row attention (cost per token grows with the row length) for all the short ones.
-
-    Only full steps (``_step_rows``: the shapes ``precompile`` compiles) run until the last
-    group: the texts of a group's rows that do not fill a whole step move on to the next longer
-    group, whose rows hold them too. The last group's remainder is padded to a full step, or,
-    when the whole call is smaller than one step, to the next power of two of rows (a few search
-    queries should not pay a full step). A large call thus compiles nothing new, where a short
-    step per group cost one compile each (on an H200, seconds apiece: 5,000 texts took 4.2 s
-    instead of ~0.4).
-    """
-    usable = self._row_lengths()
-    row_length = usable[np.searchsorted(usable, lengths)]
-    groups = np.unique(row_length)
-    carried: list[int] = []
-    emitted = False
-    for g, seq in enumerate(groups):
-      members = np.concatenate([np.asarray(carried, np.int64), np.flatnonzero(row_length == seq)])
-      rows = [[int(members[i]) for i in row]
-              for row in pack_rows(lengths[members], int(seq), self._max_texts_per_row)]
-      full = self._step_rows(int(seq), batch_size)
-      last = g == len(groups) - 1
-      whole = len(rows) if last else len(rows) // full * full
-      carried = [i for row in rows[whole:] for i in row]
-      for start in range(0, whole, full):
-        step = rows[start:start + full]
-        if len(step) < full and not emitted:  # The whole call is smaller than one step.
-          size = _round_up(min(full, 1 << (len(step) - 1).bit_length()), self._mesh.size)
-        else:
-          size = full
-        emitted = True
-        yield int(seq), step + [[]] * (size - len(step))
-
-  def _row_lengths(self) -> np.ndarray:
-    """The buckets that rows are packed to: at least ``_SHORTEST_ROW`` tokens."""
-    floor = next((b for b in self._buckets if b >= _SHORTEST_ROW), self._buckets[-1])
-    return np.asarray([b for b in self._buckets if b >= floor])
-
-  def _step_rows(self, seq: int, batch_size: int) -> int:
-    """Rows of a full step of row length ``seq``: ``batch_size`` texts of the bucket's middle length.
-
-    It depends on the bucket alone (not a call's lengths), so every call with this batch_size
-    reuses one compiled shape per bucket.
-    """
-    usable = self._row_lengths()
-    shorter = usable[usable < seq]
-    typical = (seq + (shorter[-1] if len(shorter) else 0)) / 2
-    wanted = max(1, int(np.ceil(batch_size * typical / seq)))
-    return _round_up(1 << (wanted - 1).bit_length(), self._mesh.size)
 
   def precompile(self, batch_size: int = 64) -> "Encoder":
     """Compiles the full-size step of every length bucket now, so no later call waits on jit.
@@ -376,8 +255,8 @@ class Encoder:
     """
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    for seq in self._row_lengths():
-      rows = self._step_rows(int(seq), batch_size)
+    for seq in self._plan.row_lengths():
+      rows = self._plan.step_rows(int(seq), batch_size)
       zeros = np.zeros((rows, int(seq)), np.int32)
       jax.block_until_ready(self._embed(self._params, zeros, zeros, zeros))
     return self
