@@ -36,3 +36,26 @@ def test_fit_on_batches_without_labels_names_their_keys(images):
   with pytest.raises(UserError, match=r"^the loss reads the labels from batch\['label'\], but the "
                      r"batches have keys \['image', 'mask'\]; add 'label' to the data, or name"):
     _trainer().fit(loader, epochs=1, verbose=0)
+
+
+def test_variable_length_keys_accept_other_lengths_but_not_other_ranks():
+  import flax.linen as nn
+
+  class MeanEmbedding(nn.Module):  # token ids (batch, length) -> 3 logits, any length
+    @nn.compact
+    def __call__(self, ids, train=False):
+      return nn.Dense(3)(nn.Embed(10, 4)(ids).mean(1))
+
+  ids = lambda length: np.ones((8, length), np.int32)
+  batch = lambda x: {"ids": x, "label": np.zeros(8, np.int32), "mask": np.ones(8, np.float32)}
+  fixed = Trainer(MeanEmbedding(), make_classification_loss(), make_optimizer("adam", 1e-3),
+                  input_keys=("ids",))
+  fixed.init(batch(ids(16)))
+  with pytest.raises(ValueError, match=r"'ids': expected per-example shape \(16,\)"):
+    fixed.check_batch(batch(ids(32)))
+  bucketed = Trainer(MeanEmbedding(), make_classification_loss(), make_optimizer("adam", 1e-3),
+                     input_keys=("ids",), variable_length_keys=("ids",))
+  bucketed.init(batch(ids(16)))
+  bucketed.check_batch(batch(ids(32)))
+  with pytest.raises(ValueError, match=r"'ids': expected 1 axes per example, dtype int32"):
+    bucketed.check_batch(batch(np.ones((8, 2, 16), np.int32)))

@@ -73,7 +73,8 @@ class Trainer:
                *, mesh: Mesh | None = None, input_keys: Sequence[str] = ("image",),
                preprocess: steps.Preprocess | None = None, param_sharding: str = "replicated",
                compute_dtype: str = "float32", grad_accum_steps: int = 1,
-               ema_decay: float | None = None, eval_with_ema: bool = True, seed: int = 0):
+               ema_decay: float | None = None, eval_with_ema: bool = True, seed: int = 0,
+               variable_length_keys: Sequence[str] = ()):
     self.model = model
     self.loss_fn = loss_fn
     self.optimizer = optimizer
@@ -84,6 +85,9 @@ class Trainer:
     self.compute_dtype = compute_dtype
     self.ema_decay = ema_decay
     self.seed = int(seed)
+    # Token arrays padded to length buckets change shape from batch to batch (one compile per
+    # bucket); for these keys only the rank and dtype must match the init batch.
+    self.variable_length_keys = frozenset(variable_length_keys)
     self.state: TrainState | None = None
     self.state_sharding = None
     self.input_spec: dict[str, tuple[tuple[int, ...], str]] | None = None
@@ -154,6 +158,10 @@ class Trainer:
     for key, (shape, dtype) in self.input_spec.items():
       if key not in got:
         problems.append(f"missing key {key!r}")
+      elif key in self.variable_length_keys:
+        if (len(got[key][0]), got[key][1]) != (len(shape), dtype):
+          problems.append(f"{key!r}: expected {len(shape)} axes per example, dtype {dtype}, got "
+                          f"shape {got[key][0]} dtype {got[key][1]}")
       elif got[key] != (shape, dtype):
         problems.append(f"{key!r}: expected per-example shape {shape} dtype {dtype}, got shape "
                         f"{got[key][0]} dtype {got[key][1]}")
