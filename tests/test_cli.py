@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from ycng_jax import cli, experiments
+from ycng_jax.errors import UserError
 
 
 def _ycng(*args):
@@ -75,6 +76,9 @@ def test_quickstart_runs_on_the_shared_trainer(tmp_path, capsys):
   # fit's progress bar, and what the shared runner writes for every experiment
   assert "epoch 3/3" in capsys.readouterr().err
   assert (tmp_path / "history.csv").exists() and (tmp_path / "checkpoints" / "backup").is_dir()
+  record = json.loads((tmp_path / "run.json").read_text())  # for ycng report
+  assert record["finished"] is True and record["command"] == (
+      f"ycng run quickstart/mlp_digits --workdir {tmp_path} --config.num_epochs=3")
 
 
 TINY_RUN = ["--config.train_examples=640", "--config.test_examples=256", "--config.num_epochs=1",
@@ -162,3 +166,17 @@ def test_bad_index_build_input_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"ycng: error: {message}") and len(err.splitlines()) == 1, err
     assert not out.exists()  # checked before any work: nothing created
+
+
+def test_run_json_records_the_command_and_no_finished_mark_when_a_run_fails(tmp_path):
+  experiment = tmp_path / "fails.py"
+  experiment.write_text(
+      "import ml_collections\nfrom ycng_jax.errors import UserError\n\n"
+      "def get_config():\n  return ml_collections.ConfigDict({'x': 1, 'name': 'a'})\n\n"
+      "def run(config, workdir):\n  raise UserError('stopped on purpose')\n")
+  with pytest.raises(UserError, match="stopped on purpose"):
+    experiments.run(str(experiment), tmp_path / "w", {"x": "2", "name": "two words"})
+  record = json.loads((tmp_path / "w" / "run.json").read_text())
+  assert record["finished"] is False and record["overrides"] == {"x": "2", "name": "two words"}
+  assert record["command"] == (f"ycng run {experiment} --workdir {tmp_path / 'w'} --config.x=2 "
+                               "'--config.name=two words'")

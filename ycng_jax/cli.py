@@ -7,6 +7,9 @@
   ycng index build CORPUS --out DIR [--backend exact] [--model all-MiniLM-L6-v2] [--limit N]
                    [--precision float32|bf16-matmul|bfloat16]
   ycng search DIR "query" [-k 10] [--json]
+  ycng report WORKDIR... [--out DIR] [--slides]   an HTML report (and slide deck) of runs
+  ycng bench [--full] [--only NAME ...] [--out DIR] [--list]
+                                              ours vs peer libraries (scripts/bench/), side by side
   ycng predict FOLDER "text" ["text" ...] [--pair "text b" ...] [--json] [--batch-size N]
                [--top N] [--precision float32|bf16-matmul|bfloat16]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 
 
@@ -94,6 +98,34 @@ def _cmd_search(args) -> int:
   return 0
 
 
+def _cmd_report(args) -> int:
+  from ycng_jax.report import build  # pylint: disable=import-outside-toplevel
+  written = build.build_report(args.inputs, args.out, slides=args.slides)
+  for path in written.values():
+    print(path)
+  return 0
+
+
+def _cmd_bench(args) -> int:
+  from ycng_jax import benchmarks  # pylint: disable=import-outside-toplevel
+  mode = "full" if args.full else "quick"
+  selected = benchmarks.select(args.only)
+  if args.list:
+    scripts_dir = args.scripts_dir or benchmarks.default_scripts_dir()
+    for bench in selected:
+      print(f"{bench.name}: {bench.metric} vs {bench.peer}\n  "
+            f"{benchmarks.command(bench, mode, pathlib.Path(scripts_dir))}")
+    return 0
+  report = benchmarks.run(args.only, mode=mode, out=args.out, scripts_dir=args.scripts_dir,
+                          timeout_s=args.timeout)
+  print(benchmarks.markdown(report), end="")
+  statuses = [row["status"] for row in report["benchmarks"]]
+  print(f"ycng bench: {statuses.count('ok')} ok, {statuses.count('skipped')} skipped, "
+        f"{statuses.count('failed')} failed rows; wrote {args.out}/bench.json and bench.md",
+        file=sys.stderr)
+  return 1 if "failed" in statuses else 0
+
+
 def _cmd_predict(args) -> int:
   from ycng_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   from ycng_jax.text.classifier import TextClassifier  # pylint: disable=import-outside-toplevel
@@ -126,7 +158,8 @@ def _cmd_predict(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="ycng", description="ycng-jax experiments, data and search.")
+  parser = argparse.ArgumentParser(
+      prog="ycng", description="ycng-jax experiments, data, search and benchmarks.")
   commands = parser.add_subparsers(dest="command", required=True)
   commands.add_parser("list", help="list experiments").set_defaults(fn=_cmd_list)
   run = commands.add_parser("run", help="run an experiment",
@@ -164,6 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
   search.add_argument("-k", type=int, default=10)
   search.add_argument("--json", action="store_true")
   search.set_defaults(fn=_cmd_search)
+  report = commands.add_parser("report", help="an HTML report of workdirs (and bench.json)",
+                               usage="ycng report WORKDIR... [--out DIR] [--slides]")
+  report.add_argument("inputs", nargs="+", metavar="WORKDIR",
+                      help="workdirs of runs; also a bench.json (or a folder holding one)")
+  report.add_argument("--out", help="folder for the report (default WORKDIR/report for one "
+                      "workdir, else ./report)")
+  report.add_argument("--slides", action="store_true",
+                      help="also write slides.html: the same content as a slide deck")
+  report.set_defaults(fn=_cmd_report)
+  bench = commands.add_parser("bench", help="ours vs peer libraries, side by side (scripts/bench/)")
+  bench.add_argument("--full", action="store_true",
+                     help="the sizes docs/benchmarks.md quotes (default: quick sizes, minutes)")
+  bench.add_argument("--only", nargs="+", action="extend", metavar="NAME",
+                     help="run only these benchmarks (`ycng bench --list` names them)")
+  bench.add_argument("--out", default="workdirs/bench",
+                     help="folder for bench.json, bench.md and logs/ (default workdirs/bench)")
+  bench.add_argument("--list", action="store_true", help="name the benchmarks and their commands")
+  bench.add_argument("--scripts-dir", help="the benchmark scripts' folder (default: scripts/bench/ "
+                     "of the checkout ycng_jax runs from)")
+  bench.add_argument("--timeout", type=float, help="seconds a benchmark may take before it is "
+                     "stopped and recorded as failed (default 900; 3600 with --full)")
+  bench.set_defaults(fn=_cmd_bench)
   predict = commands.add_parser("predict", help="classify texts with a text classifier folder")
   predict.add_argument("folder", help="a folder written by save_classifier, or a Hugging Face "
                        "BertForSequenceClassification folder")

@@ -9,12 +9,14 @@ Its name is its path under ``experiments/`` without ``.py`` (``topic1/sequential
 from __future__ import annotations
 
 import ast
+import datetime
 import importlib
 import importlib.util
 import json
 import os
 import pathlib
 import re
+import shlex
 import sys
 import tempfile
 import types
@@ -147,18 +149,40 @@ def prepare_workdir(workdir: pathlib.Path) -> None:
                           "--workdir a folder you can write to") from None
 
 
+def command_line(name: str, workdir: str | os.PathLike, overrides: dict[str, str]) -> str:
+  """The shell command that runs this experiment again: ``ycng run NAME --workdir DIR ...``."""
+  parts = ["ycng", "run", name, "--workdir", os.fspath(workdir)]
+  parts += [f"--config.{key}={value}" for key, value in overrides.items()]
+  return shlex.join(parts)
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def run(name: str, workdir: str | os.PathLike | None = None,
         overrides: dict[str, str] | None = None) -> dict:
-  """Run an experiment; returns its final metrics (also in WORKDIR/metrics.jsonl)."""
+  """Run an experiment; returns its final metrics (also in WORKDIR/metrics.jsonl).
+
+  ``WORKDIR/run.json`` names the experiment, its overrides and the command that reruns it, for
+  ``ycng report``; ``"finished": true`` marks a run that returned.
+  """
+  overrides = overrides or {}
   module = load_module(name)
-  config = apply_overrides(module.get_config(), overrides or {})
+  config = apply_overrides(module.get_config(), overrides)
   workdir = pathlib.Path(workdir or pathlib.Path("workdirs") / pathlib.Path(name).with_suffix("").as_posix())
   prepare_workdir(workdir)
-  config_json = workdir / "config.json"
-  # A config.json already there describes the run whose checkpoints are in the workdir; this run
-  # may be refused (another config), so it replaces that record only once it has finished.
+  config_json, run_json = workdir / "config.json", workdir / "run.json"
+  record = {"experiment": name, "overrides": {key: str(value) for key, value in overrides.items()},
+            "command": command_line(name, workdir, overrides), "started": _now(),
+            "finished": False}
+  # A config.json (run.json) already there describes the run whose checkpoints are in the
+  # workdir; this run may be refused (another config), so it replaces them only once finished.
   if not config_json.exists():
     config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  if not run_json.exists():
+    run_json.write_text(json.dumps(record, indent=2))
   result = resolve_runner(module, config)(config, str(workdir))
   config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  run_json.write_text(json.dumps({**record, "finished": True, "ended": _now()}, indent=2))
   return json.loads(json.dumps(result or {}, default=float))

@@ -6,6 +6,7 @@ length. Prints milliseconds per call (best of ``--repeats``) and the ratios to t
 path; every array is a jit argument, so nothing is constant-folded.
 
   python scripts/bench/attention_cpu.py --batch 64 --seq 128
+  python scripts/bench/attention_cpu.py --quick   # batch 16, best of 3
 """
 
 from __future__ import annotations
@@ -14,24 +15,32 @@ import argparse
 
 import numpy as np
 
-from bench_utils import call_times, set_cpu_threads
+from bench_utils import (add_json_argument, call_times, preset_defaults, result_row,
+                         set_cpu_threads, write_json)
 
 
 def best_ms(fn, repeats: int) -> float:
   return 1e3 * min(call_times(fn, repeats))
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--batch", type=int, default=None, help="64 (16 with --quick)")
   parser.add_argument("--seq", type=int, default=128)
   parser.add_argument("--heads", type=int, default=12)
   parser.add_argument("--head-dim", type=int, default=32)
   parser.add_argument("--chunks", default="2,4,8", help="rows per chunk to try")
   parser.add_argument("--dropout", type=float, default=0.0, help="on the probabilities")
-  parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--repeats", type=int, default=None, help="best of 7 (3 with --quick)")
   parser.add_argument("--threads", type=int, default=0)
-  args = parser.parse_args()
+  parser.add_argument("--quick", action="store_true",
+                      help="batch 16, best of 3: the `ycng bench` preset")
+  add_json_argument(parser)
+  return preset_defaults(parser.parse_args(argv), batch=(64, 16), repeats=(7, 3))
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   set_cpu_threads(args.threads)
 
   import jax
@@ -80,6 +89,15 @@ def main() -> None:
   for name, (f, b) in rows.items():
     print(f"{name:14s} forward {f:7.1f} ms ({base_f / f:4.2f}x)   forward+backward {b:7.1f} ms "
           f"({base_b / b:4.2f}x)")
+  theirs_f, theirs_b = rows.pop("torch sdpa")
+  peer = f"torch {torch.__version__} scaled_dot_product_attention"
+  shape = f"batch {args.batch} x seq {args.seq} x {args.heads} heads x {args.head_dim}"
+  write_json(args.json, [
+      result_row(f"attention {which}, {name}", "ms/call", ours, theirs, peer,
+                 higher_is_better=False,
+                 notes=f"{shape}, dropout {args.dropout}, best of {args.repeats}")
+      for name, (f, b) in rows.items()
+      for which, ours, theirs in (("forward", f, theirs_f), ("forward+backward", b, theirs_b))])
 
 
 if __name__ == "__main__":

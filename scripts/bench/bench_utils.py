@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import json
 import os
 import sys
 import time
@@ -13,6 +15,50 @@ import time
 _CHECKOUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 if sys.path[:1] != [_CHECKOUT]:
   sys.path.insert(0, _CHECKOUT)
+
+
+def result_row(name: str, metric: str, ours: float | None, theirs: float | None, peer: str,
+               higher_is_better: bool = True, notes: str = "") -> dict:
+  """One measured row of ``--json`` output (the fields of ``bench.json`` that a script knows;
+  ``ycng bench`` adds the script, command, status and seconds). The ratio is oriented so that
+  above 1 always means ours is faster: ours / theirs for rates, theirs / ours for times."""
+  ours = None if ours is None else float(ours)
+  theirs = None if theirs is None else float(theirs)
+  ratio = None
+  if ours and theirs:
+    ratio = ours / theirs if higher_is_better else theirs / ours
+  return {"name": name, "metric": metric, "ours": ours, "theirs": theirs, "peer": peer,
+          "ratio": ratio, "higher_is_better": higher_is_better, "notes": notes}
+
+
+def write_json(path: str | None, rows: list[dict]) -> None:
+  """Writes ``rows`` (from ``result_row``) to ``path`` for ``ycng bench``; nothing without a path."""
+  if path:
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump({"rows": rows}, f, indent=1)
+
+
+def add_json_argument(parser) -> None:
+  """``--json PATH``: every benchmark's machine-readable output, read by ``ycng bench``."""
+  parser.add_argument("--json", metavar="PATH",
+                      help="also write the results as JSON rows (what `ycng bench` reads)")
+
+
+def preset_defaults(args, **sizes):
+  """Fills every size the command line left unset (None): ``sizes[name] = (full, quick)``,
+  the quick value under ``--quick``. Returns ``args``."""
+  for name, (full, quick) in sizes.items():
+    if getattr(args, name) is None:
+      setattr(args, name, quick if args.quick else full)
+  return args
+
+
+def version(distribution: str) -> str:
+  """The installed version of a distribution (for a row's ``peer``), or "?" when unknown."""
+  try:
+    return importlib.metadata.version(distribution)
+  except importlib.metadata.PackageNotFoundError:
+    return "?"
 
 
 def call_times(fn, repeats: int) -> list[float]:

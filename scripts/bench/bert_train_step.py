@@ -8,6 +8,7 @@ sides. Prints tokens/s of each, the ratio (ours / theirs) and, on a GPU, model F
   python scripts/bench/bert_train_step.py --batch 32 --seq 128 --steps 10
   python scripts/bench/bert_train_step.py --gpu --dtype bfloat16 --batch 64 --seq 256 --steps 30
   python scripts/bench/bert_train_step.py --matmul-dtype bfloat16 --torch-bf16 --attention-share
+  python scripts/bench/bert_train_step.py --quick   # batch 16 x seq 64, 3 steps, no ceiling
 
 ``--attention-share`` times ours once more with every attention layer returning its values (a
 diagnostic, not the model): what attention's forward and backward cost, and the ratio ours
@@ -21,8 +22,9 @@ import time
 
 import numpy as np
 
-from bench_utils import (attention_replaced_by_values, bert_dot_ceiling, bert_layer_weights,
-                         set_cpu_threads)
+from bench_utils import (add_json_argument, attention_replaced_by_values, bert_dot_ceiling,
+                         bert_layer_weights, preset_defaults, result_row, set_cpu_threads,
+                         version, write_json)
 
 # Dense peak FLOP/s by device kind, for model FLOP utilisation (NVIDIA's data sheets; the
 # sparse figures they also print are twice these).
@@ -128,13 +130,13 @@ def run_theirs(args, folder, ids, mask, labels):
   return time.perf_counter() - t0, time.process_time() - c0, final, device
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="all-MiniLM-L6-v2")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--seq", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--batch", type=int, default=None, help="32 (16 with --quick)")
+  parser.add_argument("--seq", type=int, default=None, help="128 (64 with --quick)")
+  parser.add_argument("--steps", type=int, default=None, help="timed steps: 10 (3 with --quick)")
+  parser.add_argument("--warmup", type=int, default=None, help="2 (1 with --quick)")
   parser.add_argument("--num-labels", type=int, default=2)
   parser.add_argument("--lr", type=float, default=2e-5)
   parser.add_argument("--wd", type=float, default=0.01)
@@ -157,7 +159,17 @@ def main() -> None:
   parser.add_argument("--threads", type=int, default=0,
                       help="CPU threads for each framework (0: their defaults); 1 gives "
                       "contention-proof CPU-time figures on a shared machine")
-  args = parser.parse_args()
+  parser.add_argument("--quick", action="store_true",
+                      help="batch 16 x seq 64, 3 timed steps, no ceiling: the `ycng bench` preset")
+  add_json_argument(parser)
+  args = parser.parse_args(argv)
+  preset_defaults(args, batch=(32, 16), seq=(128, 64), steps=(10, 3), warmup=(2, 1))
+  args.no_ceiling = args.no_ceiling or args.quick
+  return args
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   set_cpu_threads(args.threads)
 
   from ycng_jax.models.bert import BertConfig
@@ -208,6 +220,13 @@ def main() -> None:
           f"{cpu_time['theirs'] / cpu_time['ours']:.2f}x by CPU time")
     if bare is not None:
       print(f"with attention free, ours would be {bare / results['theirs']:.2f}x theirs")
+    import torch
+    write_json(args.json, [result_row(
+        f"BERT fine-tuning step, batch {args.batch} x seq {args.seq}", "tokens/s",
+        results["ours"], results["theirs"],
+        f"transformers {version('transformers')} (torch {torch.__version__}, {theirs_precision})",
+        notes=f"{args.model}, ours {ours_precision}; {args.steps} timed steps after "
+              f"{args.warmup} warm-up; AdamW, dropout on")])
   if not args.gpu and not args.no_ceiling:
     # The CPU's counterpart of model FLOP utilisation: the share of the tokens/s this machine's
     # XLA dots allow if the step's matmuls were its only cost.

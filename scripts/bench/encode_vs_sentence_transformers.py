@@ -12,6 +12,7 @@ precompile times are printed as well.
 Texts: the ``debtags`` corpus's package descriptions, or ``--texts FILE`` (one text per line).
 
   python scripts/bench/encode_vs_sentence_transformers.py --n 5000 --batch-size 64
+  python scripts/bench/encode_vs_sentence_transformers.py --quick   # 500 texts, no ceiling
   python scripts/bench/encode_vs_sentence_transformers.py --gpu --dtype bfloat16 --torch-bf16 --batch-size 256
 """
 
@@ -22,16 +23,19 @@ import time
 
 import numpy as np
 
-from bench_utils import (attention_replaced_by_values, bert_dot_ceiling, bert_layer_weights,
-                         debtags_texts, set_cpu_threads, timed)
+from bench_utils import (add_json_argument, attention_replaced_by_values, bert_dot_ceiling,
+                         bert_layer_weights, debtags_texts, preset_defaults, result_row,
+                         set_cpu_threads, timed, version, write_json)
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="all-MiniLM-L6-v2")
-  parser.add_argument("--n", type=int, default=5000, help="number of texts")
+  parser.add_argument("--n", type=int, default=None,
+                      help="number of texts (5000; 500 with --quick)")
   parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--warmup", type=int, default=512, help="texts embedded once before timing")
+  parser.add_argument("--warmup", type=int, default=None,
+                      help="texts embedded once before timing (512; 128 with --quick)")
   parser.add_argument("--texts", help="a file with one text per line (instead of apt lists)")
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--matmul-dtype", default=None, choices=["bfloat16"],
@@ -51,7 +55,17 @@ def main() -> None:
   parser.add_argument("--threads", type=int, default=0,
                       help="CPU threads for each framework (0: their defaults); 1 gives "
                       "contention-proof CPU-time figures on a shared machine")
-  args = parser.parse_args()
+  parser.add_argument("--quick", action="store_true",
+                      help="500 texts, 128 warm-up, no ceiling: the `ycng bench` preset")
+  add_json_argument(parser)
+  args = parser.parse_args(argv)
+  preset_defaults(args, n=(5000, 500), warmup=(512, 128))
+  args.no_ceiling = args.no_ceiling or args.quick
+  return args
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   set_cpu_threads(args.threads)
 
   if args.texts:
@@ -117,6 +131,11 @@ def main() -> None:
         f"{theirs_cpu:.2f} CPU-s)")
   print(f"ratio ours/theirs: {theirs_s / ours_s:.2f}x by wall time, {theirs_cpu / ours_cpu:.2f}x "
         f"by CPU time   cosine mean {cos.mean():.6f} min {cos.min():.6f}")
+  peer = f"sentence-transformers {version('sentence-transformers')} (torch {torch.__version__}"
+  setting = f"{args.model}, {n} texts, batch {args.batch_size}; ours {precision}"
+  rows = [result_row("sentence encoder vs float32", "sentences/s", n / ours_s,
+                     n / theirs_s, f"{peer}, float32)",
+                     notes=f"{setting}; cosine to theirs mean {cos.mean():.6f}")]
   if args.torch_bf16:
     with torch.autocast(torch_device, dtype=torch.bfloat16):
       theirs.encode(warm, batch_size=args.batch_size)
@@ -127,6 +146,9 @@ def main() -> None:
           f"{cos16.mean():.6f} min {cos16.min():.6f})")
     print(f"ratio ours/theirs-bf16: {bf16_s / ours_s:.2f}x by wall time, "
           f"{bf16_cpu / ours_cpu:.2f}x by CPU time")
+    rows.append(result_row("sentence encoder vs autocast bf16", "sentences/s", n / ours_s,
+                           n / bf16_s, f"{peer}, autocast bfloat16)", notes=setting))
+  write_json(args.json, rows)
   if args.attention_share:
     with attention_replaced_by_values():
       bare = load_ours()

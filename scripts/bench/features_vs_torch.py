@@ -17,7 +17,7 @@ is the baseline. Rows:
 Ratios are ours / torch in images/s: above 1 means ours is faster.
 
   python scripts/bench/features_vs_torch.py               # CPU, batch 64
-  python scripts/bench/features_vs_torch.py --quick       # fewer timed batches
+  python scripts/bench/features_vs_torch.py --quick       # 3 timed batches of 32
   python scripts/bench/features_vs_torch.py --gpu         # accelerator: batch 256, bf16 row too;
                                                           # torch on CUDA if it has it
 """
@@ -31,23 +31,26 @@ import sys
 import tempfile
 import time
 
-from bench_utils import call_times
+from bench_utils import add_json_argument, call_times, result_row, write_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batch", type=int, default=None, help="batch size (64; 256 with --gpu).")
+  parser.add_argument("--batch", type=int, default=None,
+                      help="batch size (64; 32 with --quick; 256 with --gpu).")
   parser.add_argument("--iters", type=int, default=None, help="timed batches per side (median).")
   parser.add_argument("--small-size", type=int, default=96,
                       help="side the 28x28 grey images are resized to (e.g. 32, 96, 224).")
   parser.add_argument("--threads", type=int, default=os.cpu_count(),
                       help="torch intra-op threads (XLA:CPU uses every core).")
-  parser.add_argument("--quick", action="store_true", help="3 timed batches: a smoke run.")
+  parser.add_argument("--quick", action="store_true",
+                      help="3 timed batches (of 32 on a CPU): a smoke run, the `ycng bench` preset.")
   parser.add_argument("--gpu", action="store_true",
                       help="accelerator sizes; adds a bfloat16 row; torch on CUDA if available.")
+  add_json_argument(parser)
   args = parser.parse_args(argv)
-  args.batch = args.batch or (256 if args.gpu else 64)
+  args.batch = args.batch or (256 if args.gpu else 32 if args.quick else 64)
   args.iters = args.iters or (3 if args.quick else 10 if args.gpu else 6)
   return args
 
@@ -188,6 +191,19 @@ def main(argv=None) -> int:
           f"{ours_rate / theirs[layout]:>9.2f}x")
   print(f"{'pipeline (grey, to disk)':<26}{pipeline_rate:>12.1f}{best_grey:>13.1f}  "
         f"{'(row 2 best)':<14}{pipeline_rate / best_grey:>9.2f}x")
+  peer = f"torch {torch.__version__} efficientnet-lite-pytorch"
+  timing = f"batch {args.batch}, median of {args.iters} batches"
+  diffs = {rows[0][0]: max_diff, rows[1][0]: small_diff}
+  json_rows = [result_row(f"EfficientNet-Lite0 features, {label}", "images/s", ours_rate,
+                          theirs[layout], f"{peer} ({layout})",
+                          notes=timing + (f"; max |ours - torch| {diffs[label]:.1e}"
+                                          if label in diffs else ""))
+               for label, ours_rate, theirs, layout in rows]
+  json_rows.append(result_row(
+      "EfficientNet-Lite0 features, pipeline (grey, to disk)", "images/s", pipeline_rate,
+      best_grey, f"{peer} (network alone, best layout)",
+      notes=f"extract_features writing .npy chunks vs torch's grey -> {size} row; {timing}"))
+  write_json(args.json, json_rows)
   return 0
 
 

@@ -1,6 +1,7 @@
 """Input pipeline throughput vs the step time of a small model, on 8 simulated CPU devices.
 
   python scripts/bench/input_pipeline.py [--steps 200] [--devices 8]
+  python scripts/bench/input_pipeline.py --quick   # 50 steps
 
 Prints examples/s of the Loader feeding (a) fashion_mnist batches of 256 and (b) tokenized
 debtags batches of 64 (max length 128), beside the time of a small model's train step on
@@ -11,25 +12,25 @@ import argparse
 import os
 import sys
 import time
+from importlib.resources import files
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--steps", type=int, default=200)
-parser.add_argument("--devices", type=int, default=8)
-args = parser.parse_args()
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
-
-# Benchmark the checkout this script lives in, not whichever ycng_jax is installed.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-import flax.linen as nn  # pylint: disable=wrong-import-position
+# Importing jax does not start its backend: the device count set in main() still applies.
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from importlib.resources import files
 
-from ycng_jax import data
-from ycng_jax.data import text
-from ycng_jax.data.pipeline import Loader
+from bench_utils import add_json_argument, preset_defaults, result_row, write_json
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--steps", type=int, default=None, help="200 (50 with --quick)")
+  parser.add_argument("--devices", type=int, default=8)
+  parser.add_argument("--quick", action="store_true", help="50 steps: the `ycng bench` preset")
+  add_json_argument(parser)
+  return preset_defaults(parser.parse_args(argv), steps=(200, 50))
 
 
 def examples_per_second(loader, steps):
@@ -80,7 +81,13 @@ def make_step(loss_fn):
   return step
 
 
-def main():
+def main(argv=None):
+  args = parse_args(argv)
+  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+  # pylint: disable=import-outside-toplevel
+  from ycng_jax import data  # this checkout's: bench_utils put it first on sys.path
+  from ycng_jax.data import text
+  from ycng_jax.data.pipeline import Loader
   print(f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} devices")
   rows = []
 
@@ -112,6 +119,12 @@ def main():
   print(f"{'input':40s} {'pipeline ex/s':>14s} {'model':>26s} {'step ex/s':>10s} {'pipeline/step':>14s}")
   for name, model_name, pipe, model in rows:
     print(f"{name:40s} {pipe:14.0f} {model_name:>26s} {model:10.0f} {pipe / model:13.1f}x")
+  write_json(args.json, [
+      result_row(f"input pipeline, {name}", "examples/s", pipe, model,
+                 f"{model_name} on the same batches (the consumer)",
+                 notes=f"Loader vs the step it feeds, {jax.device_count()} devices, "
+                       f"{args.steps} steps; above 1: the input is not the bottleneck")
+      for name, model_name, pipe, model in rows])
   return 0
 
 

@@ -6,7 +6,7 @@ recomputed here in float64 on the full data for every method, so the numbers com
 Our compile time is measured once and reported apart from the run time.
 
   python scripts/bench/kmeans_vs_sklearn.py            # 70k x 784
-  python scripts/bench/kmeans_vs_sklearn.py --small    # 10k x 784, a quick check
+  python scripts/bench/kmeans_vs_sklearn.py --small    # 10k x 784, a quick check; also --quick
 
 faiss runs every one of its ``max_iter`` iterations (it has no tolerance); by default it
 also subsamples to 256 points per centre, which is shown as a separate row.
@@ -17,19 +17,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import sys
 import time
 
-# Benchmark the checkout this script lives in, not whichever ycng_jax is installed.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-import faiss
-import jax
 import numpy as np
-from sklearn.cluster import KMeans as SkKMeans
 
-from ycng_jax.cluster.kmeans import DEFAULT_BLOCK_ROWS, kmeans
-from ycng_jax.train.mesh import make_mesh
+from bench_utils import add_json_argument, result_row, version, write_json
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -63,9 +55,10 @@ def best_of(repeats: int, fn):
   return best_time, result
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--small", action="store_true", help="10k rows instead of 70k")
+  parser.add_argument("--small", "--quick", action="store_true",
+                      help="10k rows instead of 70k (the `ycng bench` preset)")
   parser.add_argument("--n-clusters", type=int, default=10)
   parser.add_argument("--n-init", type=int, default=1)
   parser.add_argument("--max-iter", type=int, default=100)
@@ -77,7 +70,21 @@ def main() -> None:
                            "runs unblocked for comparison")
   parser.add_argument("--data-dir", default=FASHION_DIR,
                       help="a folder holding the four Fashion-MNIST idx .gz files")
-  args = parser.parse_args()
+  add_json_argument(parser)
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  # Imported here, after bench_utils has put this checkout first on sys.path; parse_args alone
+  # (what the tests check) needs none of them.
+  # pylint: disable=import-outside-toplevel
+  import faiss
+  import jax
+  from sklearn.cluster import KMeans as SkKMeans
+
+  from ycng_jax.cluster.kmeans import DEFAULT_BLOCK_ROWS, kmeans
+  from ycng_jax.train.mesh import make_mesh
 
   x = load_fashion_pixels(10_000 if args.small else None, args.data_dir)
   n, d = x.shape
@@ -131,6 +138,14 @@ def main() -> None:
   for name, t, inertia, n_iter in rows:
     print(f"{name:36s} {t:8.3f} {n_iter:6d} {1000 * t / max(n_iter, 1) / args.n_init:8.1f} "
           f"{inertia:14.1f} {ours_time / t:15.3f} {ours_inertia / inertia:18.4f}")
+  peers = {"sklearn KMeans (lloyd)": f"scikit-learn {version('scikit-learn')} KMeans (lloyd)",
+           "faiss Kmeans (all points)": f"faiss {faiss.__version__} Kmeans (all points)"}
+  write_json(args.json, [
+      result_row(f"k-means, Fashion-MNIST {n} x {d}, k={k}", "seconds", ours_time, t,
+                 peers[name], higher_is_better=False,
+                 notes=f"iterations ours {rows[0][3]}, theirs {n_iter}; inertia ours / theirs "
+                       f"{ours_inertia / inertia:.4f}; best of {args.repeats}")
+      for name, t, inertia, n_iter in rows if name in peers])
 
 
 if __name__ == "__main__":

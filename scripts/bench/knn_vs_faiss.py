@@ -8,7 +8,7 @@ and is timed over whole ``search`` calls that return numpy arrays, so device
 work is finished inside the timing.
 
   python scripts/bench/knn_vs_faiss.py            # 100k x 128 and 200k x 384, 1000 queries
-  python scripts/bench/knn_vs_faiss.py --small    # a quick run (~1 minute)
+  python scripts/bench/knn_vs_faiss.py --small    # a quick run (~1 minute); also --quick
   python scripts/bench/knn_vs_faiss.py --large    # GPU/TPU sizes (see gpu_search.sh)
   python scripts/bench/knn_vs_faiss.py --cpu-devices 2   # shard over 2 CPU devices
 
@@ -21,18 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import time
 
-# Benchmark the checkout this script lives in, not whichever ycng_jax is installed.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from bench_utils import add_json_argument, result_row, write_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   size = parser.add_mutually_exclusive_group()
-  size.add_argument("--small", action="store_true", help="20k x 64 and 40k x 128: a quick run.")
+  size.add_argument("--small", "--quick", action="store_true",
+                    help="20k x 64 and 40k x 128: a quick run (the `ycng bench` preset).")
   size.add_argument("--large", action="store_true",
                     help="1M x 128 and 1M x 384 with 10k queries, for an accelerator.")
   parser.add_argument("--sizes", type=str, default=None,
@@ -56,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--bf16", action="store_true",
                       help="also time compute_dtype=bfloat16 (on by default with --large).")
   parser.add_argument("--seed", type=int, default=0)
+  add_json_argument(parser)
   args = parser.parse_args(argv)
   if args.sizes is None:
     args.sizes = ("20000x64,40000x128" if args.small else
@@ -137,6 +137,7 @@ def run(args) -> None:
         f"{os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}); "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; k={args.k}; "
         f"best of {args.repeats} searches")
+  rows = []  # --json: our exact searches against faiss' exact one
   for spec in args.sizes.split(","):
     n, dim = (int(v) for v in spec.lower().split("x"))
     database, queries = clustered(n, dim, args.queries, args.seed)
@@ -168,7 +169,15 @@ def run(args) -> None:
         print(f"{name:<52} {build:>8.2f} {qps:>10.0f} {len(batch) / median:>10.0f} "
               f"{recall:>9.3f} {qps / flat_qps:>7.2f}x {gflops} {cpu:>6.2f} "
               f"{flat_cpu / max(cpu, 1e-9):>10.2f}x", flush=True)
+        if backend == "exact":
+          dtype = "bfloat16" if "compute_dtype" in params else "float32"
+          rows.append(result_row(
+              f"exact kNN {dtype}, {n} x {dim}", "queries/s", qps, flat_qps,
+              f"faiss {faiss.__version__} IndexFlatIP",
+              notes=f"{args.queries} queries, k={args.k}, recall@{args.k} {recall:.3f}, "
+                    f"best of {args.repeats}"))
       del index
+  write_json(args.json, rows)
 
 
 def main(argv=None) -> None:

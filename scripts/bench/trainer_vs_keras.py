@@ -2,6 +2,7 @@
 
   pip install keras
   python scripts/bench/trainer_vs_keras.py [--train-examples 12800] [--epochs 3] [--batch-size 128] [--repeats 2]
+  python scripts/bench/trainer_vs_keras.py --quick   # 2560 examples, 2 epochs, 1 repeat
 
 Same architecture (Conv32-BN-ReLU-pool, Conv64-BN-ReLU-pool, Dense128-ReLU, Dense10), batch
 size, optimizer (Adam 1e-3), data (the first N Fashion-MNIST training images, the full test
@@ -21,16 +22,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-# Benchmark the checkout this script lives in, not whichever ycng_jax is installed.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+from bench_utils import (add_json_argument, preset_defaults, result_row,  # noqa: E402
+                         version, write_json)
 
 
 def load(n_train: int):
@@ -90,15 +91,25 @@ def run_keras(x, y, xt, yt, epochs: int, batch: int):
   return (epochs - 1) * steps / timed, accuracy
 
 
-def main():
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--train-examples", type=int, default=12800)
-  parser.add_argument("--epochs", type=int, default=3)
+  parser.add_argument("--train-examples", type=int, default=None,
+                      help="12800 (2560 with --quick)")
+  parser.add_argument("--epochs", type=int, default=None, help="3 (2 with --quick)")
   parser.add_argument("--batch-size", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=2)
-  args = parser.parse_args()
+  parser.add_argument("--repeats", type=int, default=None, help="2 (1 with --quick)")
+  parser.add_argument("--quick", action="store_true",
+                      help="2560 examples, 2 epochs, 1 repeat: the `ycng bench` preset")
+  add_json_argument(parser)
+  args = parser.parse_args(argv)
+  preset_defaults(args, train_examples=(12800, 2560), epochs=(3, 2), repeats=(2, 1))
   if args.epochs < 2:
     parser.error("--epochs must be >= 2 (the first epoch compiles and is not timed)")
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
   x, y, xt, yt = load(args.train_examples)
   print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}; "
         f"{len(x)} train images, batch {args.batch_size}, {args.epochs} epochs (first untimed)")
@@ -114,6 +125,11 @@ def main():
   print(f"{'keras':8}{theirs[0]:>10.2f}{theirs[1]:>10.4f}")
   print(f"ratio ours/keras: {ours[0] / theirs[0]:.2f}x steps/s "
         f"(accuracy difference {ours[1] - theirs[1]:+.4f})")
+  write_json(args.json, [result_row(
+      f"CNN training, Fashion-MNIST {len(x)} examples, batch {args.batch_size}", "steps/s",
+      ours[0], theirs[0], f"keras {version('keras')} model.fit (jax backend)",
+      notes=f"{args.epochs} epochs (first untimed), best of {args.repeats}; test accuracy ours "
+            f"{ours[1]:.4f}, keras {theirs[1]:.4f}")])
 
 
 if __name__ == "__main__":

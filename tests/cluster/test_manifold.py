@@ -24,6 +24,30 @@ def test_umap_gmm_separates_digits(digits):
   assert metrics.cluster_accuracy(y, labels) > 0.85
 
 
+def _same_label_as_nearest(xy, y):
+  distances = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+  np.fill_diagonal(distances, np.inf)
+  return float((y[distances.argmin(1)] == y).mean())
+
+
+def test_topic_map_umap_projection_keeps_clusters_apart(digits):
+  # In this file because numba has compiled UMAP for the test above in this process already.
+  from ycng_jax.errors import UserError
+  from ycng_jax.text.topic_map import project_2d
+  x, y = digits[0][:500], digits[1][:500]
+  xy = project_2d(x, method="umap", n_neighbors=10, n_epochs=50, seed=0)
+  assert xy.shape == (500, 2) and xy.dtype == np.float32 and np.all(np.isfinite(xy))
+  np.testing.assert_array_equal(project_2d(x, n_neighbors=10, n_epochs=50, seed=0), xy)
+  # UMAP keeps neighbourhoods: a point's nearest neighbour in 2-D is nearly always the same digit,
+  # far more often than on PCA's linear projection, which piles the clusters on one another.
+  umap_agreement = _same_label_as_nearest(xy, y)
+  pca_agreement = _same_label_as_nearest(project_2d(x, method="pca"), y)
+  assert umap_agreement > 0.9 and umap_agreement > pca_agreement + 0.2, (
+      umap_agreement, pca_agreement)
+  with pytest.raises(UserError, match=r"one of \['umap', 'pca'\], got 'tsne'"):
+    project_2d(x, method="tsne")
+
+
 def test_umap_gmm_errors():
   with pytest.raises(ValueError, match="2-D"):
     umap_gmm(np.zeros(10), 2)

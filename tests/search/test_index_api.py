@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ycng_jax.search import BACKENDS, Index, IndexFormatError
+from ycng_jax.errors import UserError
 from ycng_jax.search import storage
 
 faiss.omp_set_num_threads(1)  # see test_faiss_backends.py
@@ -171,9 +172,9 @@ def test_constructor_errors():
     Index(DIM, backend="faiss-flat", nprobe=3)
   with pytest.raises(ValueError, match="dim must be a positive integer"):
     Index(0)
-  with pytest.raises(ValueError, match="compute_dtype"):
+  with pytest.raises(UserError, match="compute_dtype"):
     Index(DIM, compute_dtype=jnp.float16)
-  with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\).*"
+  with pytest.raises(UserError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\).*"
                      "got 'nosuch'"):
     Index(DIM, compute_dtype="nosuch")
   with pytest.raises(ValueError, match="block must be a positive integer"):

@@ -1,4 +1,5 @@
-"""Semantic similarity at scale: near-duplicates, neighbour quality, corpus embedding, index CLI."""
+"""Semantic similarity at scale: near-duplicates, neighbour quality, corpus embedding, index CLI,
+the topic-10 experiment."""
 
 import json
 
@@ -40,13 +41,6 @@ def test_shared_labels_and_tfidf_baseline():
            "xml parser bindings for python", "music player audio"] * 2
   neighbours = corpus.tfidf_neighbours(["fast web server", "python xml"], texts, k=2)
   assert set(neighbours[0]) <= {0, 2, 5, 7} and set(neighbours[1]) <= {1, 3, 6, 8}
-
-
-def test_describe_clusters_finds_distinctive_terms():
-  texts = ["audio music player sound"] * 5 + ["network packet firewall router"] * 5
-  topics = corpus.describe_clusters(texts, np.array([0] * 5 + [1] * 5), top_n=3)
-  assert set(topics[0]) <= {"audio", "music", "player", "sound"}
-  assert set(topics[1]) <= {"network", "packet", "firewall", "router"}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +103,30 @@ def test_index_build_and_search_from_the_command_line(tmp_path, capsys, monkeypa
   assert {h["id"] for h in results[0]} == {1, 4}
   with pytest.raises(FileNotFoundError, match="not an index folder"):
     semantic_index.search(tmp_path, ["x"])
+
+
+def test_similarity_experiment_writes_the_topic_map(tmp_path, monkeypatch, encoder):
+  from ycng_jax.text import encoder as encoder_module
+  from ycng_jax.text import similarity_experiment
+  monkeypatch.setattr(encoder_module.Encoder, "from_pretrained", classmethod(lambda cls, *a, **k: encoder))
+  docs = tmp_path / "docs.txt"
+  docs.write_text("\n".join(t for t in TEXTS if t) + "\n")
+  config = similarity_experiment.base_config()
+  config.dataset, config.num_topics, config.queries = str(docs), 3, ("convert mp3",)
+  config.topic_map.projection = "pca"  # UMAP is tested in tests/cluster/test_manifold.py
+  results = similarity_experiment.run(config, str(tmp_path / "run"))
+  assert results["documents"] == 14 and results["near_duplicate_pairs"] == 7  # each text twice
+  run = tmp_path / "run"
+  topics = json.loads((run / "topics.json").read_text())
+  assert sorted(topics) == ["0", "1", "2"]
+  # Audio converters, XML libraries (with the fonts package) and space games, each named by its
+  # most distinctive word.
+  assert sorted(t["size"] for t in topics.values()) == [4, 4, 6]
+  assert {t["label"].split(", ")[0] for t in topics.values()} == {"convert", "xml", "game"}, topics
+  topic_map = json.loads((run / "topic_map.json").read_text())
+  assert len(topic_map["points"]) == 14 and [t["id"] for t in topic_map["topics"]] == [0, 1, 2]
+  assert [t["terms"] for t in topic_map["topics"]] == [topics[str(i)]["terms"] for i in range(3)]
+  assert (run / "topic_map.png").stat().st_size > 10_000
 
 
 def test_index_precision_is_recorded_and_used_for_queries(tmp_path, monkeypatch, encoder):

@@ -1,12 +1,15 @@
 """ycng_jax.text.Encoder on the packaged all-MiniLM-L6-v2 (8 simulated devices, see conftest)."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
+from ycng_jax.models.bert import pooling_mode_from_folder
 from ycng_jax.models.hf_weights import resolve_model_folder
 from ycng_jax.text import Encoder
-from ycng_jax.text.encoder import length_buckets, pack_rows
+from ycng_jax.text.encoder import length_buckets, max_seq_length_of_folder, pack_rows
 
 # Short texts (all under 16 tokens) keep the compiled shapes few and the file fast.
 TEXTS = ["A man is playing a guitar.", "", "Debian packages.", "ok", "The cat sat on the mat.",
@@ -178,3 +181,24 @@ def test_bf16_matmul_precision_keeps_the_embeddings(vectors):
   assert cosine.min() > 0.9995
   with pytest.raises(ValueError, match="unknown precision 'fp8'"):
     precision_kwargs("fp8")
+
+
+def test_reads_both_sentence_transformers_folder_formats(tmp_path):
+  """Folders saved by sentence-transformers < 6 (one flag per pooling mode, max_seq_length in
+  sentence_bert_config.json) and >= 6 (pooling_mode, model_max_length in tokenizer_config.json)."""
+  old, new = tmp_path / "old", tmp_path / "new"
+  for folder in (old, new):
+    (folder / "1_Pooling").mkdir(parents=True)
+  (old / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+  (old / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 200}))
+  (new / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "mean_sqrt_len_tokens"}))
+  (new / "sentence_bert_config.json").write_text(json.dumps({"transformer_task": "feature-extraction"}))
+  (new / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 128}))
+  assert pooling_mode_from_folder(old) == "cls" and max_seq_length_of_folder(str(old), 512) == 200
+  assert pooling_mode_from_folder(new) == "mean_sqrt_len"
+  assert max_seq_length_of_folder(str(new), 512) == 128
+  (new / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 10**30}))
+  assert max_seq_length_of_folder(str(new), 512) == 512
+  (new / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "lasttoken"}))
+  with pytest.raises(ValueError, match="lasttoken"):
+    pooling_mode_from_folder(new)

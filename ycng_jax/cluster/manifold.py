@@ -7,6 +7,8 @@ manifold with UMAP (umap-learn), into as many dimensions as clusters, and fits a
 mixture there. ``DEC(init="n2d")`` starts DEC from these clusters instead of k-means.
 
   labels, manifold = umap_gmm(z, n_clusters=10, n_neighbors=20, seed=0)
+
+``umap_project`` is the UMAP step alone; the topic maps of ``ycng_jax.text.topic_map`` use it too.
 """
 
 from __future__ import annotations
@@ -33,18 +35,29 @@ def umap_gmm(z, n_clusters: int, *, n_neighbors: int = 20, n_components: int | N
     raise ValueError(
         f"umap_gmm needs n_clusters >= 2 and more samples ({z.shape[0]}) than n_neighbors "
         f"({n_neighbors}) and n_clusters ({n_clusters}); lower n_neighbors for small data.")
+  from sklearn.mixture import GaussianMixture  # pylint: disable=import-outside-toplevel
+
+  manifold = umap_project(z, n_components or n_clusters, n_neighbors=n_neighbors,
+                          min_dist=min_dist, seed=seed, verbose=verbose)
+  gmm = GaussianMixture(n_clusters, covariance_type="full", random_state=seed).fit(manifold)
+  return gmm.predict(manifold).astype(np.int32), manifold
+
+
+def umap_project(x, n_components: int, *, n_neighbors: int = 15, min_dist: float = 0.1,
+                 metric: str = "euclidean", n_epochs: int | None = None, seed: int = 0,
+                 verbose: bool = False) -> np.ndarray:
+  """UMAP of the rows of ``x`` into ``n_components`` dims, seeded: (N, n_components) float32.
+
+  ``n_epochs`` None lets UMAP choose (200 above 10k rows, 500 below); tests pass a few.
+  """
   try:
     import umap  # pylint: disable=import-outside-toplevel  (numba's import costs seconds)
   except ImportError as err:
-    raise ImportError("N2D needs umap-learn: pip install 'umap-learn>=0.5.12'.") from err
-  from sklearn.mixture import GaussianMixture  # pylint: disable=import-outside-toplevel
-
-  reducer = umap.UMAP(n_components=n_components or n_clusters, n_neighbors=n_neighbors,
-                      min_dist=min_dist, metric="euclidean", random_state=seed,
+    raise ImportError("UMAP needs umap-learn: pip install 'umap-learn>=0.5.12'.") from err
+  reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,
+                      metric=metric, n_epochs=n_epochs, random_state=seed,
                       n_jobs=1, verbose=verbose)  # a fixed seed runs single-threaded anyway
-  manifold = reducer.fit_transform(z).astype(np.float32)
-  gmm = GaussianMixture(n_clusters, covariance_type="full", random_state=seed).fit(manifold)
-  return gmm.predict(manifold).astype(np.int32), manifold
+  return reducer.fit_transform(np.asarray(x, np.float32)).astype(np.float32)
 
 
 def centers_from_labels(z, labels, n_clusters: int) -> np.ndarray:

@@ -396,6 +396,10 @@ def pool_tokens(hidden: Array, attention_mask: Array, mode: str = "mean") -> Arr
   raise ValueError(f"Unknown pooling mode {mode!r}; expected mean, cls, max or mean_sqrt_len.")
 
 
+_POOLING_MODE_NAMES = {"mean": "mean", "cls": "cls", "max": "max",
+                       "mean_sqrt_len_tokens": "mean_sqrt_len", "mean_sqrt_len": "mean_sqrt_len"}
+
+
 def pooling_mode_from_folder(folder: str | os.PathLike) -> str:
   """The pooling a sentence-transformers folder declares in ``1_Pooling/config.json`` (mean if none)."""
   path = os.path.join(os.fspath(folder), "1_Pooling", "config.json")
@@ -403,6 +407,13 @@ def pooling_mode_from_folder(folder: str | os.PathLike) -> str:
     return "mean"
   with open(path, encoding="utf-8") as f:
     cfg = json.load(f)
+  # sentence-transformers >= 6 names the mode in one key; older folders set one flag per mode.
+  if isinstance(cfg.get("pooling_mode"), str):
+    mode = _POOLING_MODE_NAMES.get(cfg["pooling_mode"])
+    if mode is None:
+      raise ValueError(f"{path} asks for pooling_mode={cfg['pooling_mode']!r}; this encoder "
+                       f"supports {sorted(_POOLING_MODE_NAMES)}.")
+    return mode
   for key, mode in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
                     ("pooling_mode_max_tokens", "max"),
                     ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len")):

@@ -265,7 +265,12 @@ def save_pretrained(params: Any, config: BertConfig, folder: str | os.PathLike,
   folder = os.fspath(folder)
   os.makedirs(folder, exist_ok=True)
   state = params_to_state_dict(params, config, head)
-  save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+  weights = os.path.join(folder, "model.safetensors")
+  save_file(state, weights, metadata={"format": "pt"})
+  # safetensors creates the file 0600; give it the mode any other file of the folder gets.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(weights, 0o666 & ~umask)
   arch = "BertForSequenceClassification" if head == "classification" else "BertModel"
   with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
     json.dump(config.to_hf(arch), f, indent=2, sort_keys=True)

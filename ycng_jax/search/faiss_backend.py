@@ -14,6 +14,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from ycng_jax.errors import UserError
+
 # faiss' own rule of thumb: k-means wants this many training vectors per centroid.
 POINTS_PER_CENTROID = 39
 
@@ -55,15 +57,15 @@ class FaissBackend:
     p = self.params
     for name, value in p.items():
       if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{self.backend}: {name} must be a positive integer, got {value!r}.")
+        raise UserError(f"{self.backend}: {name} must be a positive integer, got {value!r}.")
     if self.backend == "faiss-ivfpq":
       if self.dim % p["m"]:
-        raise ValueError(f"faiss-ivfpq: m={p['m']} sub-quantizers must divide dim={self.dim}; "
-                         "pick m among the divisors of dim.")
+        raise UserError(f"faiss-ivfpq: m={p['m']} sub-quantizers must divide dim={self.dim}; "
+                        "pick m among the divisors of dim.")
       if p["nbits"] > 16:
-        raise ValueError(f"faiss-ivfpq: nbits={p['nbits']} is too large (use 4..16, usually 8).")
+        raise UserError(f"faiss-ivfpq: nbits={p['nbits']} is too large (use 4..16, usually 8).")
     if "nprobe" in p and p["nprobe"] > p["nlist"]:
-      raise ValueError(f"{self.backend}: nprobe={p['nprobe']} exceeds nlist={p['nlist']}.")
+      raise UserError(f"{self.backend}: nprobe={p['nprobe']} exceeds nlist={p['nlist']}.")
 
   def _build(self) -> faiss.Index:
     metric = _faiss_metric(self.metric)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ycng_jax.errors import UserError
 from ycng_jax.search import knn
 from ycng_jax.train.mesh import make_mesh
 
@@ -46,8 +47,8 @@ def _dtype_name(dtype: Any) -> str:
   except TypeError:  # not a dtype at all: the same error as for a dtype we do not compute in
     name = None
   if name not in _COMPUTE_DTYPES:
-    raise ValueError(f"compute_dtype must be one of {_COMPUTE_DTYPES} (or the jnp dtype), got "
-                     f"{dtype!r}.")
+    raise UserError(f"compute_dtype must be one of {_COMPUTE_DTYPES} (or the jnp dtype), got "
+                    f"{dtype!r}.")
   return name
 
 
@@ -87,9 +88,9 @@ class XlaBackend:
       if value is None:
         continue
       if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < smallest:
-        raise ValueError(f"{backend}: {name} must be {kind}, got {value!r}.")
+        raise UserError(f"{backend}: {name} must be {kind}, got {value!r}.")
     if backend == "approx" and not 0.0 < float(params["recall_target"]) <= 1.0:
-      raise ValueError(f"approx: recall_target must be in (0, 1], got {params['recall_target']}.")
+      raise UserError(f"approx: recall_target must be in (0, 1], got {params['recall_target']}.")
     return params
 
   def set_search_params(self, **params: Any) -> None:

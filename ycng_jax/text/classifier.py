@@ -36,7 +36,7 @@ from ycng_jax.models.bert import (PROBLEM_TYPES, BertConfig, BertModel, packed_a
 from ycng_jax.models.hf_weights import (WeightLoadError, load_pretrained, resolve_model_folder,
                                         save_pretrained)
 # pylint: disable-next=protected-access
-from ycng_jax.text.encoder import _load_tokenizer, _read_json, precision_kwargs
+from ycng_jax.text.encoder import load_fast_tokenizer, _read_json, precision_kwargs
 from ycng_jax.text.packing import RowPlan, length_buckets
 from ycng_jax.train.mesh import data_sharding, make_mesh, replicated
 
@@ -108,7 +108,7 @@ def _save_tokenizer(source: str, folder: str, max_length: int) -> None:
   the ``text-classification`` pipeline cut inputs where ``TextClassifier`` does.
   """
   try:
-    tokenizer = _load_tokenizer(source, max_length)
+    tokenizer = load_fast_tokenizer(source, max_length)
   except (OSError, ValueError) as e:
     raise UserFileError(f"tokenizer_folder {source!r} holds no tokenizer (tokenizer.json or "
                         f"vocab.txt): {e}") from e
@@ -321,7 +321,7 @@ class TextClassifier:
                       f"({_SETTINGS_VERSION}): upgrade ycng_jax.")
     max_length = settings.get("max_length") or _default_max_length(folder, config)
     try:
-      tokenizer = _load_tokenizer(folder, max_length)
+      tokenizer = load_fast_tokenizer(folder, max_length)
     except (OSError, ValueError) as e:
       raise UserFileError(f"{folder!r} has no tokenizer (tokenizer.json or vocab.txt): {e}") from e
     return cls(config, params, tokenizer, max_length=max_length, pair=settings.get("pair"),

@@ -130,18 +130,3 @@ def tfidf_neighbours(query_texts: Sequence[str], database_texts: Sequence[str], 
     out[start:start + block] = np.take_along_axis(top, order, 1)
   return out
 
-
-def describe_clusters(texts: Sequence[str], labels: np.ndarray, top_n: int = 8) -> dict[int, list[str]]:
-  """Each cluster's most distinctive frequent terms (class-based TF-IDF over its texts)."""
-  from sklearn.feature_extraction.text import CountVectorizer  # pylint: disable=import-outside-toplevel
-  vectorizer = CountVectorizer(stop_words="english", min_df=3, max_df=0.5,
-                               token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b")
-  counts = vectorizer.fit_transform(texts)
-  clusters = np.unique(labels)
-  per_cluster = np.vstack([np.asarray(counts[labels == c].sum(0)).ravel() for c in clusters])
-  term_freq = per_cluster / np.maximum(per_cluster.sum(1, keepdims=True), 1)
-  idf = np.log(1 + per_cluster.sum() / np.maximum(per_cluster.sum(0), 1))
-  weights = term_freq * idf
-  vocabulary = np.asarray(vectorizer.get_feature_names_out())
-  return {int(c): list(vocabulary[np.argsort(-weights[row])[:top_n]])
-          for row, c in enumerate(clusters)}

@@ -50,7 +50,7 @@ def _check_texts(texts: Any) -> list[str]:
   return texts
 
 
-def _load_tokenizer(folder: str, max_length: int):
+def load_fast_tokenizer(folder: str, max_length: int):
   """The folder's fast tokenizer with padding off and truncation at ``max_length``.
 
   The packaged ``tokenizer.json`` pads and truncates to 128; left on, mean pooling would average
@@ -82,6 +82,17 @@ PRECISIONS = {
     "bf16-matmul": {"matmul_dtype": jnp.bfloat16},  # the fast CPU setting (AVX512-BF16, AMX)
     "bfloat16": {"dtype": jnp.bfloat16},  # GPUs and TPUs
 }
+
+
+def max_seq_length_of_folder(folder: str, default: int) -> int:
+  """The length a sentence-transformers folder truncates at: ``sentence_bert_config.json``'s
+  ``max_seq_length``, or (sentence-transformers >= 6 moved it) ``tokenizer_config.json``'s
+  ``model_max_length``; else ``default``."""
+  length = _read_json(os.path.join(folder, "sentence_bert_config.json")).get("max_seq_length")
+  if length is None:
+    length = _read_json(os.path.join(folder, "tokenizer_config.json")).get("model_max_length")
+  # Tokenizers without a limit store a huge sentinel as model_max_length.
+  return int(length) if length is not None and int(length) <= default else default
 
 
 def precision_kwargs(precision: str) -> dict:
@@ -130,8 +141,7 @@ class Encoder:
     folder = resolve_model_folder(name_or_path)
     config = BertConfig.from_hf(folder)
     if max_seq_length is None:
-      max_seq_length = _read_json(os.path.join(folder, "sentence_bert_config.json")).get(
-          "max_seq_length", config.max_position_embeddings)
+      max_seq_length = max_seq_length_of_folder(folder, config.max_position_embeddings)
     if not 2 <= max_seq_length <= config.max_position_embeddings:
       raise ValueError(f"max_seq_length={max_seq_length} must be in [2, "
                        f"{config.max_position_embeddings}] for this model.")
@@ -139,7 +149,7 @@ class Encoder:
     shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 2), np.int32))
     params, _ = load_params(folder, config, shapes["params"], head="none",
                             allow_unexpected=("pooler.*",))
-    return cls(module, params, _load_tokenizer(folder, max_seq_length),
+    return cls(module, params, load_fast_tokenizer(folder, max_seq_length),
                max_seq_length=max_seq_length, pooling=pooling_mode_from_folder(folder),
                mesh=mesh, buckets=buckets)
 

@@ -3,7 +3,8 @@
 One corpus, end to end: embed it to disk (resumable), index it, answer sample queries, find
 near-duplicates by a blocked self-join, map its topics with our k-means, and, where the
 corpus has multi-hot labels, measure neighbour quality against a TF-IDF baseline. Writes
-``results.json``, ``near_duplicates.tsv``, ``topics.json`` and ``topic_map.png`` to the workdir.
+``results.json``, ``near_duplicates.tsv``, ``topics.json`` (c-TF-IDF terms), ``topic_map.png``
+and ``topic_map.json`` (the same map as data, for the report's interactive version) to the workdir.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ycng_jax.text import corpus as corpus_lib
 from ycng_jax.text import semantic_index
+from ycng_jax.text import topic_map
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -33,33 +35,36 @@ def base_config() -> ml_collections.ConfigDict:
   config.quality_queries = 2000  # held-out queries for the neighbour-label check
   config.queries = ("a tool to convert audio files", "a library for parsing XML",
                     "a game with spaceships")
+  # The topic map: UMAP (BERTopic's projection) or "pca" (seconds, but piles topics up) of up
+  # to `points` documents; n_epochs 0 lets UMAP choose (200 above 10k points).
+  config.topic_map = ml_collections.ConfigDict({
+      "projection": "umap", "points": 20000, "n_neighbors": 15, "min_dist": 0.1, "n_epochs": 0})
   config.seed = 0
   return config
 
 
-def _topic_map(embeddings, labels, topics, path):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  from sklearn.decomposition import PCA  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(0)
-  shown = rng.choice(len(embeddings), min(len(embeddings), 20000), replace=False)
-  pca = PCA(2, random_state=0).fit(np.asarray(embeddings[shown]))
-  xy = pca.transform(np.asarray(embeddings[shown]))
-  fig, ax = plt.subplots(figsize=(11, 9))
-  ax.scatter(xy[:, 0], xy[:, 1], c=labels[shown], cmap="tab20", s=3, alpha=0.5)
-  for topic, terms in topics.items():
-    members = xy[labels[shown] == topic]
-    if len(members):
-      cx, cy = np.median(members, 0)
-      ax.annotate(", ".join(terms[:3]), (cx, cy), fontsize=8, ha="center",
-                  bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7})
-  ax.set_title("Topic map: k-means clusters of sentence embeddings (PCA projection)")
-  ax.set_xticks([])
-  ax.set_yticks([])
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+def write_topic_map(config, workdir: pathlib.Path, texts, embeddings, labels, topics, sizes):
+  """``topic_map.png`` and ``topic_map.json``: up to ``config.topic_map.points`` documents (a
+  seeded subsample that keeps every topic) projected to 2-D, labelled by c-TF-IDF terms."""
+  settings = config.topic_map
+  rng = np.random.default_rng(config.seed)
+  shown = np.arange(len(texts))
+  if len(shown) > settings.points:
+    shown = rng.choice(len(texts), settings.points, replace=False)
+    missing = np.setdiff1d(np.unique(labels), labels[shown])  # a tiny topic the draw missed
+    shown = np.concatenate([shown, [np.flatnonzero(labels == t)[0] for t in missing]])
+    shown = np.sort(shown).astype(np.int64)
+  xy = topic_map.project_2d(np.asarray(embeddings[shown]), method=settings.projection,
+                            n_neighbors=settings.n_neighbors, min_dist=settings.min_dist,
+                            n_epochs=settings.n_epochs or None, seed=config.seed)
+  corpus_name = pathlib.Path(str(config.dataset)).name  # a dataset name or a corpus file
+  title = (f"{len(sizes)} topics of {len(texts):,} {corpus_name} texts: k-means of "
+           f"{config.model} embeddings, {settings.projection.upper()} projection, c-TF-IDF terms")
+  topic_map.draw_topic_map(xy, labels[shown], topics, workdir / "topic_map.png", title=title)
+  topic_map.write_topic_map_json(
+      topic_map.topic_map_json(xy, labels[shown], [texts[i] for i in shown], topics,
+                               dict(enumerate(sizes.tolist())), title=title, seed=config.seed),
+      workdir / "topic_map.json")
 
 
 def neighbour_quality(embeddings, labels, texts, *, k: int, num_queries: int, seed: int) -> dict:
@@ -81,6 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from ycng_jax import data  # pylint: disable=import-outside-toplevel
   from ycng_jax.cluster import KMeans  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
+  topic_map.check_projection(config.topic_map.projection)  # before hours of embedding
   documents = semantic_index.corpus_documents(config.dataset, limit=config.limit or None)
   texts = documents["text"]
   embeddings = corpus_lib.embed_corpus(texts, workdir / "embeddings", model=config.model,
@@ -106,11 +112,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results["near_duplicate_threshold"] = config.duplicate_threshold
 
   kmeans = KMeans(n_clusters=config.num_topics, n_init=3, seed=config.seed).fit(np.asarray(embeddings))
-  topics = corpus_lib.describe_clusters(texts, kmeans.labels_)
-  sizes = np.bincount(kmeans.labels_, minlength=config.num_topics)
+  topic_ids = np.asarray(kmeans.labels_)
+  topics = topic_map.class_tfidf(texts, topic_ids, top_n=10, reduce_frequent_words=True)
+  sizes = np.bincount(topic_ids, minlength=config.num_topics)
   (workdir / "topics.json").write_text(json.dumps(
-      {str(t): {"size": int(sizes[t]), "terms": terms} for t, terms in topics.items()}, indent=1))
-  _topic_map(embeddings, np.asarray(kmeans.labels_), topics, workdir / "topic_map.png")
+      {str(t): {"size": int(sizes[t]), "label": topic_map.topic_label(terms), "terms": terms}
+       for t, terms in topics.items()}, indent=1))
+  write_topic_map(config, workdir, texts, embeddings, topic_ids, topics, sizes)
 
   if config.dataset in data.list_datasets() and "labels" in data.load(config.dataset, "test"):
     labels = np.concatenate([data.load(config.dataset, s)["labels"] for s in ("train", "test")])
