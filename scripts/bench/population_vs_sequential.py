@@ -1,0 +1,149 @@
+"""Trials per hour: P trials as one population (vmapped, one program) vs one trial after another.
+
+  python scripts/bench/population_vs_sequential.py [--sizes 8 32] [--model mlp|cnn]
+      [--train-examples 10000] [--epochs 2] [--batch-size 128]
+  python scripts/bench/population_vs_sequential.py --quick   # 2000 examples, 1 epoch, P = 8
+
+Both sides run the same code, ``ycng_jax.tuning.population.PopulationTrainer``, on the same
+Fashion-MNIST images (the project's loader, the same batches for every trial) and the same
+random hyperparameters (learning rate, weight decay, dropout, seed): a trial is ``--epochs``
+epochs of training then its validation accuracy on 2,000 test images. The population trains
+all P trials at once; the sequential side trains one trial (P = 1, the unvmapped step) at a
+time, its program compiled once for all trials, as a user's loop over trials would run.
+Compilation is timed on both sides (a real search pays it). Trials per hour = P / wall
+seconds. The sequential side runs the largest P once; the smaller sizes' rate is read at the
+end of their first trials. It also checks that both sides give the same validation accuracy
+per trial (they train the same trials; printed as the largest difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench_utils import add_json_argument, preset_defaults, result_row, write_json
+
+
+def load(n_train: int, n_val: int):
+  import ycng_jax.data as ydata
+  train, test = ydata.load("fashion_mnist", "train"), ydata.load("fashion_mnist", "test")
+  return ({"image": np.asarray(train["image"][:n_train]),
+           "label": np.asarray(train["label"][:n_train], np.int32)},
+          {"image": np.asarray(test["image"][:n_val]),
+           "label": np.asarray(test["label"][:n_val], np.int32)})
+
+
+def make_model(name: str):
+  from ycng_jax.models.cnn import CNN
+  from ycng_jax.models.mlp import MLP
+  if name == "mlp":
+    return MLP(num_classes=10, hidden=(256, 128), dropout=0.2)
+  return CNN(num_classes=10, features=(16, 32), convs_per_block=1, dense=64, dropout=0.2,
+             batch_norm=False)
+
+
+def sample(size: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """Log-uniform learning rate and weight decay, uniform dropout, a seed per trial."""
+  rng = np.random.default_rng(seed)
+  return {"learning_rate": 10 ** rng.uniform(-4, -2, size),
+          "weight_decay": 10 ** rng.uniform(-5, -1, size),
+          "dropout": rng.uniform(0.0, 0.5, size), "seed": np.arange(size)}
+
+
+class Trials:
+  """Runs trials with one PopulationTrainer (so a size's programs compile once)."""
+
+  def __init__(self, model: str, train, val, batch: int, epochs: int):
+    from ycng_jax.data.pipeline import Loader
+    from ycng_jax.train.losses import make_classification_loss
+    from ycng_jax.train.mesh import make_mesh
+    from ycng_jax.tuning.population import PopulationTrainer
+    self.pop = PopulationTrainer(
+        make_model(model), make_classification_loss(), optimizer="adamw", dropout_base=0.2,
+        preprocess=lambda b: {**b, "image": b["image"].astype(jnp.float32) / 255.0})
+    mesh = make_mesh(1)  # the trainer copies each batch onto its own mesh
+    self.make_train = lambda: Loader(train, global_batch_size=batch, mesh=mesh, seed=0)
+    self.val = Loader(val, global_batch_size=500, mesh=mesh, shuffle=False, num_epochs=1,
+                      drop_remainder=False)
+    self.epochs = epochs
+
+  def run(self, hparams) -> np.ndarray:
+    """Trains the trials in ``hparams`` together; their validation accuracies."""
+    train = self.make_train()
+    self.pop.init(next(iter(train)), hparams)
+    train = self.make_train()  # the first batch again: peeking consumed it
+    self.pop.fit_steps(train, self.epochs * train.steps_per_epoch)
+    accuracy = self.pop.evaluate(self.val)["accuracy"]
+    self.val.set_state(self._val_start)
+    return accuracy
+
+  def __enter__(self):
+    self._val_start = self.val.get_state()
+    return self
+
+  def __exit__(self, *exc):
+    self.pop.free()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--sizes", type=int, nargs="+", default=None, help="8 32 (8 with --quick)")
+  parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+  parser.add_argument("--train-examples", type=int, default=None, help="10000 (2000 with --quick)")
+  parser.add_argument("--epochs", type=int, default=None, help="2 (1 with --quick)")
+  parser.add_argument("--batch-size", type=int, default=128)
+  parser.add_argument("--quick", action="store_true",
+                      help="2000 examples, 1 epoch, P = 8: the `ycng bench` preset")
+  add_json_argument(parser)
+  args = parser.parse_args(argv)
+  preset_defaults(args, sizes=([8, 32], [8]), train_examples=(10000, 2000), epochs=(2, 1))
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  train, val = load(args.train_examples, 2000)
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}; {args.model}, "
+        f"{args.train_examples} train images, batch {args.batch_size}, {args.epochs} epochs "
+        "per trial, validation on 2000 test images; compile timed on both sides")
+  largest = max(args.sizes)
+  hparams = sample(largest)
+  population = {}
+  for size in sorted(args.sizes):
+    with Trials(args.model, train, val, args.batch_size, args.epochs) as trials:
+      start = time.perf_counter()
+      accuracy = trials.run({k: v[:size] for k, v in hparams.items()})
+      population[size] = (time.perf_counter() - start, accuracy)
+    print(f"population P={size}: {population[size][0]:.1f} s", flush=True)
+  sequential_marks, sequential_acc = [], []
+  with Trials(args.model, train, val, args.batch_size, args.epochs) as trials:
+    start = time.perf_counter()
+    for i in range(largest):
+      sequential_acc.append(trials.run({k: v[i:i + 1] for k, v in hparams.items()})[0])
+      sequential_marks.append(time.perf_counter() - start)
+  print(f"sequential {largest} trials: {sequential_marks[-1]:.1f} s "
+        f"(first trial, with the compile: {sequential_marks[0]:.1f} s)")
+  rows = []
+  print(f"{'P':>4}{'population trials/h':>22}{'sequential trials/h':>22}{'ratio':>8}"
+        f"{'max |acc diff|':>16}")
+  for size in sorted(args.sizes):
+    seconds, accuracy = population[size]
+    ours, theirs = size * 3600 / seconds, size * 3600 / sequential_marks[size - 1]
+    diff = float(np.max(np.abs(accuracy - np.asarray(sequential_acc[:size]))))
+    print(f"{size:>4}{ours:>22,.0f}{theirs:>22,.0f}{ours / theirs:>7.2f}x{diff:>16.4f}")
+    rows.append(result_row(
+        f"{size} {args.model.upper()} trials, Fashion-MNIST {args.train_examples} examples, "
+        f"{args.epochs} epochs", "trials/hour", ours, theirs,
+        "the same trials one after another (P = 1, compiled once)",
+        notes=f"batch {args.batch_size}, compile included; best validation accuracy "
+              f"{float(np.max(accuracy)):.4f}, largest per-trial difference to the "
+              f"sequential run {diff:.4f}"))
+  write_json(args.json, rows)
+
+
+if __name__ == "__main__":
+  main()
