@@ -80,6 +80,7 @@ BENCHMARKS = (
               (_TORCH, ("transformers", "pip install transformers"))),
     Benchmark("attention_cpu", "torch scaled_dot_product_attention", "ms/call", (), (_TORCH,),
               higher_is_better=False),
+    Benchmark("population_vs_sequential", "the same trials one after another", "trials/hour"),
 )
 
 # What a row from a script must hold (result_row writes exactly these).

@@ -268,7 +268,7 @@ def markdown(results: dict) -> str:
              m["status"]]
     lines.append("| " + " | ".join(cells) + " |")
   tests = ", ".join(f"{k} {v:.4f}" for k, v in results["final"].items())
-  rungs = "; ".join(f"rung {r['rung']}: {r['members']} members to {r['epochs']} epochs in "
+  rungs = "; ".join(f"rung {r['rung']}: {r['members']} members to {r['epochs']} epoch(s) in "
                     f"{r['seconds']:.1f} s" for r in results["rungs"])
   return (f"# Population search\n\nBest: member {best} ({tests}). {rungs}; "
           f"{results['seconds']:.1f} s in all.\n\n" + "\n".join(lines) + "\n")
