@@ -30,8 +30,10 @@ NAME = "topic9/population_fashion_mnist"
 TINY = {"train_examples": "700", "test_examples": "200", "population": "4",
         "rung_epochs": "(1, 2)", "batch_size": "64", "eval_batch_size": "256",
         "model.kwargs.hidden": "(32,)", "search.learning_rate": "(1e-3, 2e-2)"}
-# float32 rounding: the vmapped matmuls may sum in another order than the alone run's. Almost
-# every weight agrees to a few 1e-8; Adam divides each gradient element by its own running
+# float32 rounding: the two programs differ (the alone model's dropout scale is a constant XLA
+# may fold, the population's a runtime value; vmapped matmuls may sum in another order): even
+# the unvmapped one-member program ends one step 5e-8 away from the Trainer's. Almost every
+# weight agrees to a few 1e-8; Adam divides each gradient element by its own running
 # size, so an element whose gradient is a nearly cancelled sum (an edge pixel that few images
 # light) turns that rounding into a step of up to ~learning rate x its relative error. Measured
 # over 20 steps: largest difference 1.2e-6, under 0.005% of the weights above 1e-7. Bounds a
@@ -124,6 +126,8 @@ def test_mesh_uses_the_most_devices_that_divide_the_population():
 def test_bad_configs_and_populations_are_clear_errors(tmp_path):
   with pytest.raises(UserError, match="rung_epochs must be increasing"):
     experiments.run(NAME, str(tmp_path), {"rung_epochs": "(2, 1)"})
+  with pytest.raises(UserError, match="num_devices must be an integer in \\[0, 8\\], got 9"):
+    experiments.run(NAME, str(tmp_path), {"num_devices": "9"})
   with pytest.raises(UserError, match="search.dropout must be a number in"):
     experiments.run(NAME, str(tmp_path), {"search.dropout": "(0.0, 1.0)"})
   batch = {"image": np.zeros((8, 8, 8, 1), np.uint8), "label": np.zeros(8, np.int32)}

@@ -54,7 +54,7 @@ HPARAMS = ("learning_rate", "weight_decay", "dropout", "seed")
 # --- hyperparameters of a population ------------------------------------------------------------
 
 def check_hparams(hparams: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
-  """``{name: (P,) values}`` for the four HPARAMS, checked; ``seed`` as int32, others float32."""
+  """``{name: (P,) values}`` for the four HPARAMS, checked; ``seed`` as int32, others float64."""
   unknown = sorted(set(hparams) - set(HPARAMS))
   missing = [k for k in HPARAMS if k not in hparams]
   if unknown or missing:
@@ -70,7 +70,8 @@ def check_hparams(hparams: Mapping[str, Sequence[float]]) -> dict[str, np.ndarra
       real_number(f"member {i}'s {name}", v, low, high, low_open=name == "learning_rate")
   for i, s in enumerate(hparams["seed"]):
     whole_number(f"member {i}'s seed", int(s) if float(s).is_integer() else s, 0, 2**31 - 1)
-  out = {k: np.asarray(hparams[k], np.float32) for k in HPARAMS if k != "seed"}
+  # float64 on the host: the values as a trial alone gets them from Python floats.
+  out = {k: np.asarray(hparams[k], np.float64) for k in HPARAMS if k != "seed"}
   out["seed"] = np.asarray(hparams["seed"], np.int32)
   return out
 
@@ -88,10 +89,23 @@ def population_mesh(size: int, devices: Sequence[Any] | None = None) -> Mesh:
 
 # --- dropout rate as a traced input -------------------------------------------------------------
 
-def _dropout(module: nn.Dropout, inputs, deterministic, rng, rate):
-  """``module``'s dropout at a traced ``rate``: the random bits and the arithmetic of
-  ``nn.Dropout`` (``ycng_jax.models.layers.Dropout``: of its ``keep_mask``), so a member
-  draws the masks that the same model built with that rate draws. ``rate`` 0 keeps all."""
+def layer_rates(rates: np.ndarray, scales: Sequence[float]) -> dict[str, dict[str, np.ndarray]]:
+  """Per layer scale (a layer's rate over the model's ``dropout``), what its dropout needs of
+  each member's rate, computed on the host in float64 as ``nn.Dropout`` computes it from a
+  Python float: ``keep`` (float32 of ``1 - scale x rate``) and, for
+  ``ycng_jax.models.layers.Dropout``, ``drop_below`` (its 16-bit threshold). So the masks and
+  scalings are bit for bit those of the model built at each member's rate."""
+  rates = np.asarray(rates, np.float64)
+  return {f"{s:g}": {"keep": (1.0 - s * rates).astype(np.float32),
+                     "drop_below": np.round(s * rates * ycng_layers._HALF_WORD)  # pylint: disable=protected-access
+                     .astype(np.uint32)} for s in sorted(set(scales))}
+
+
+def _dropout(module: nn.Dropout, inputs, deterministic, rng, keep_prob, drop_below):
+  """``module``'s dropout with a member's traced ``keep_prob`` (and ``drop_below``): the random
+  bits and the arithmetic of ``nn.Dropout`` (of ``ycng_jax.models.layers.Dropout``'s
+  ``keep_mask`` for that layer), so a member draws the masks the same model built at its rate
+  draws. A rate of 0 keeps everything (the uniform draws are below 1)."""
   deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
   if deterministic:
     return inputs
@@ -100,38 +114,36 @@ def _dropout(module: nn.Dropout, inputs, deterministic, rng, rate):
   for dim in module.broadcast_dims:
     shape[dim] = 1
   if isinstance(module, ycng_layers.Dropout):
-    # keep_mask's arithmetic with the rate traced: 16-bit draws, rate rounded to 2^-16.
-    drop_below = jnp.round(rate * ycng_layers._HALF_WORD)  # pylint: disable=protected-access
     size = int(np.prod(shape))
     words = ycng_layers.hashed_bits(rng, (size + 1) // 2)
     halves = jnp.concatenate([words & 0xFFFF, words >> 16])[:size]
-    keep = (halves >= drop_below.astype(jnp.uint32)).reshape(shape)
-    keep_prob = 1.0 - drop_below / ycng_layers._HALF_WORD  # pylint: disable=protected-access
-    keep = jnp.broadcast_to(keep, inputs.shape)
+    keep_prob = 1.0 - drop_below.astype(jnp.float32) / ycng_layers._HALF_WORD  # pylint: disable=protected-access
+    keep = jnp.broadcast_to((halves >= drop_below).reshape(shape), inputs.shape)
     return jnp.where(keep, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
-  keep_prob = 1.0 - rate
-  mask = jax.random.bernoulli(rng, p=keep_prob, shape=shape)
-  mask = jnp.broadcast_to(mask, inputs.shape)
+  mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep_prob, shape=shape), inputs.shape)
   return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
 
 
-def dropout_interceptor(rate: jax.Array, base: float, seen: list | None = None) -> Callable:
+def dropout_interceptor(rates: Mapping[str, Mapping[str, jax.Array]] | None, base: float,
+                        seen: list | None = None) -> Callable:
   """A ``flax.linen.intercept_methods`` interceptor: every ``nn.Dropout`` built at rate ``r``
-  drops at ``r / base * rate`` (``base``: the model's ``dropout`` setting). ``seen`` collects
-  each layer's ``r / base`` (to check the rates before anything runs)."""
+  drops at ``r / base`` times the member's rate (``base``: the model's ``dropout`` setting),
+  reading that from ``rates`` (one member's slice of ``layer_rates``). With ``rates=None`` the
+  layers run as built and ``seen`` collects each one's ``r / base``."""
 
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
     if not isinstance(module, nn.Dropout) or context.method_name != "__call__":
       return next_fun(*args, **kwargs)
-    inputs = args[0]
-    deterministic = kwargs.get("deterministic", args[1] if len(args) > 1 else None)
-    rng = kwargs.get("rng", args[2] if len(args) > 2 else None)
     scale = module.rate / base  # a Python float: 1.0 for the usual layer, 2.0 for the CNN head
     if seen is not None:
       seen.append(scale)
-    layer_rate = rate if scale == 1.0 else scale * rate
-    return _dropout(module, inputs, deterministic, rng, layer_rate)
+    if rates is None:
+      return next_fun(*args, **kwargs)
+    deterministic = kwargs.get("deterministic", args[1] if len(args) > 1 else None)
+    rng = kwargs.get("rng", args[2] if len(args) > 2 else None)
+    layer = rates[f"{scale:g}"]
+    return _dropout(module, args[0], deterministic, rng, layer["keep"], layer["drop_below"])
 
   return interceptor
 
@@ -196,6 +208,7 @@ class PopulationTrainer:
     self.mesh: Mesh | None = None
     self._spec: dict | None = None
     self._init_one = None
+    self._scales: list[float] = []
     self._compiled: dict[tuple, Any] = {}
     self._train_step = steps.make_train_step(
         self.model, self.loss_fn, self.tx, input_keys=self.input_keys,
@@ -263,8 +276,14 @@ class PopulationTrainer:
                for s, lr, wd in zip(h["seed"], h["learning_rate"], h["weight_decay"])]
     self.states = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *members),
                                  NamedSharding(self.mesh, P(DATA_AXIS)))
-    self._dropout = jax.device_put(h["dropout"], NamedSharding(self.mesh, P(DATA_AXIS)))
+    self._place_dropout()
     return self.states
+
+  def _place_dropout(self) -> None:
+    """The members' dropout inputs of the step, sharded like the states (none without
+    dropout layers)."""
+    rates = layer_rates(self.hparams["dropout"], self._scales) if self.dropout_base else {}
+    self._dropout = jax.device_put(rates, NamedSharding(self.mesh, P(DATA_AXIS)))
 
   def _check_dropout(self, spec) -> None:
     """Every layer's rate below 1 for every member (the CNN's head drops at twice the rate)."""
@@ -275,8 +294,7 @@ class PopulationTrainer:
       if self.preprocess is not None:
         batch = dict(self.preprocess(batch))
       key = jax.random.PRNGKey(0)
-      with nn.intercept_methods(dropout_interceptor(jnp.float32(0.5), self.dropout_base,
-                                                    scales)):
+      with nn.intercept_methods(dropout_interceptor(None, self.dropout_base, scales)):
         return self.model.init({"params": key, "dropout": key},
                                *[batch[k] for k in self.input_keys], train=True)
 
@@ -284,6 +302,7 @@ class PopulationTrainer:
     if not scales:
       raise UserError("members' dropout rates were given but the model has no nn.Dropout "
                       "layer; build it with its dropout setting at dropout_base")
+    self._scales = sorted(set(scales))
     worst = float(np.max(self.hparams["dropout"])) * max(scales)
     if worst >= 1.0:
       raise UserError(f"a member's dropout {np.max(self.hparams['dropout']):.3g} makes a layer "
@@ -307,7 +326,7 @@ class PopulationTrainer:
     if self.size == 1:
       squeeze = lambda tree: jax.tree.map(lambda x: x[0], tree)
       expand = lambda tree: jax.tree.map(lambda x: x[None], tree)
-      train_fn = lambda s, d, b: expand(self._member_train(squeeze(s), d[0], b))
+      train_fn = lambda s, d, b: expand(self._member_train(squeeze(s), squeeze(d), b))
       eval_fn = lambda s, b: expand(self._eval_step(squeeze(s), b))
     else:
       train_fn = jax.vmap(self._member_train, in_axes=(0, 0, None))
@@ -372,7 +391,7 @@ class PopulationTrainer:
     self.hparams = {k: v[index] for k, v in self.hparams.items()}
     pop, _ = self._shardings(len(index))
     self.states = jax.device_put(kept, pop)
-    self._dropout = jax.device_put(self.hparams["dropout"], pop)
+    self._place_dropout()
 
   def member_params(self, i: int) -> PyTree:
     """Member ``i``'s parameters as numpy arrays."""

@@ -87,6 +87,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   whole_number("config.eval_batch_size", config.eval_batch_size, 1)
   whole_number("config.train_examples", config.train_examples, 0)
   whole_number("config.test_examples", config.test_examples, 0)
+  whole_number("config.num_devices", config.num_devices, 0, len(jax.devices()))
   real_number("config.validation_split", config.validation_split, 0.0, 1.0, low_open=True)
   epochs = list(config.rung_epochs)
   if not epochs or any(not isinstance(e, int) or e < 1 for e in epochs) or \
