@@ -2,7 +2,7 @@
 
   python scripts/bench/population_vs_sequential.py [--sizes 8 32] [--model mlp|cnn]
       [--train-examples 10000] [--epochs 2] [--batch-size 128]
-  python scripts/bench/population_vs_sequential.py --quick   # 2000 examples, 1 epoch, P = 8
+  python scripts/bench/population_vs_sequential.py --quick   # 2000 examples, 1 epoch
 
 Both sides run the same code, ``ycng_jax.tuning.population.PopulationTrainer``, on the same
 Fashion-MNIST images (the project's loader, the same batches for every trial) and the same
@@ -91,7 +91,7 @@ class Trials:
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--sizes", type=int, nargs="+", default=None, help="8 32 (8 with --quick)")
+  parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32])
   parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
   parser.add_argument("--train-examples", type=int, default=None, help="10000 (2000 with --quick)")
   parser.add_argument("--epochs", type=int, default=None, help="2 (1 with --quick)")
@@ -100,10 +100,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="XLA:CPU devices to shard the population over (default: one per core; "
                            "set before jax starts, ignored if it already has)")
   parser.add_argument("--quick", action="store_true",
-                      help="2000 examples, 1 epoch, P = 8: the `ycng bench` preset")
+                      help="2000 examples, 1 epoch: the `ycng bench` preset")
   add_json_argument(parser)
   args = parser.parse_args(argv)
-  preset_defaults(args, sizes=([8, 32], [8]), train_examples=(10000, 2000), epochs=(2, 1))
+  preset_defaults(args, train_examples=(10000, 2000), epochs=(2, 1))
+  if min(args.sizes) < 1 or args.epochs < 1 or args.train_examples < args.batch_size:
+    parser.error("--sizes and --epochs must be >= 1, and --train-examples at least one batch")
   return args
 
 
