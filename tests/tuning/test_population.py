@@ -24,6 +24,7 @@ from ycng_jax.train.losses import make_classification_loss
 from ycng_jax.train.mesh import make_mesh
 from ycng_jax.train.optim import make_optimizer, path_name
 from ycng_jax.train.trainer import Trainer
+from ycng_jax.tuning import population_search
 from ycng_jax.tuning.population import PopulationTrainer, population_mesh
 
 NAME = "topic9/population_fashion_mnist"
@@ -75,7 +76,7 @@ def alone(config, member):
 def test_successive_halving_keeps_the_best_half_and_writes_its_results(search):
   workdir, config, metrics, results = search
   members = results["members"]
-  assert [r["members"] for r in results["rungs"]] == [4, 2]
+  assert [(r["members"], r["devices"]) for r in results["rungs"]] == [(4, 4), (2, 2)]
   first = np.array([m["objective"][0] for m in members])
   kept = sorted(np.argsort(-first, kind="stable")[:2])
   assert [m["objective"][1] is not None for m in members] == [i in kept for i in range(4)]
@@ -116,6 +117,12 @@ def test_a_workdir_belongs_to_one_search(search):
   workdir, *_ = search
   with pytest.raises(UserError, match="population: '4' -> '8'|population: 4 -> 8"):
     experiments.run(NAME, str(workdir), {**TINY, "population": "8"})
+
+
+def test_diverged_members_rank_last():
+  values = np.array([0.5, np.nan, 0.9, np.inf, 0.5])
+  assert list(population_search._rank(values, "max")) == [2, 0, 4, 1, 3]
+  assert list(population_search._rank(values, "min")) == [0, 4, 2, 1, 3]
 
 
 def test_mesh_uses_the_most_devices_that_divide_the_population():

@@ -197,6 +197,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     for position in np.flatnonzero(~np.isfinite(values) | ~np.isfinite(train_metrics["loss"])):
       status[members[position]] = f"diverged (rung {r})"
     rungs.append({"rung": r, "epochs": epochs, "members": len(members),
+                  "devices": int(pop.mesh.devices.size),
                   "seconds": round(time.perf_counter() - rung_start, 2)})
     best = values[order[0]]
     _append_record(metrics_path, {"step": step, "epoch": epochs, "rung": r,
