@@ -221,7 +221,7 @@ class PopulationTrainer:
   def size(self) -> int:
     return 0 if self.hparams is None else len(self.hparams["seed"])
 
-  # --- one member's functions (vmapped below) -----------------------------------------------
+  # --- one member's functions (vmapped in _programs) -----------------------------------------
 
   def _member_init(self, spec, seed, learning_rate, weight_decay):
     """One member's state as ``Trainer(seed=seed).init`` makes it, with its hyperparameters."""
@@ -246,9 +246,10 @@ class PopulationTrainer:
 
   # --- set-up and compiled steps --------------------------------------------------------------
 
-  def _shardings(self, size):
+  def _set_mesh(self, size) -> NamedSharding:
+    """The mesh for ``size`` members; returns the sharding of the population axis."""
     self.mesh = population_mesh(size, self.devices)
-    return NamedSharding(self.mesh, P(DATA_AXIS)), replicated(self.mesh)
+    return NamedSharding(self.mesh, P(DATA_AXIS))
 
   def init(self, sample_batch: Mapping[str, Any], hparams: Mapping[str, Sequence[float]]):
     """The members' states, sharded over the population axis, from a batch's shapes."""
@@ -264,7 +265,7 @@ class PopulationTrainer:
     spec.setdefault("mask", ((), "float32"))
     if self.dropout_base:
       self._check_dropout(spec)
-    self._shardings(self.size)
+    population = self._set_mesh(self.size)
     self._programs(spec)
     h = self.hparams
     # One member at a time with one compiled program, then stacked: the vmapped init took
@@ -274,8 +275,7 @@ class PopulationTrainer:
       self._init_one = (spec, jax.jit(functools.partial(self._member_init, spec)))
     members = [jax.device_get(self._init_one[1](np.int32(s), np.float32(lr), np.float32(wd)))
                for s, lr, wd in zip(h["seed"], h["learning_rate"], h["weight_decay"])]
-    self.states = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *members),
-                                 NamedSharding(self.mesh, P(DATA_AXIS)))
+    self.states = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *members), population)
     self._place_dropout()
     return self.states
 
@@ -310,8 +310,8 @@ class PopulationTrainer:
                       f"inputs; keep the dropout range below {1 / max(scales):.3g}")
 
   def _programs(self, spec=None):
-    """train and eval compiled for this population size and mesh (one compile each,
-    reused by every population of the same size: a sequential run of P=1 trials compiles once).
+    """train and eval compiled for this population size and mesh (one compile each, reused
+    by every later population of the same size: a sequential run of P=1 trials compiles once).
 
     A population of one runs the step unvmapped (the state's axis of one squeezed out inside
     the program): that is one trial alone, the sequential baseline of the benchmark.
@@ -389,8 +389,7 @@ class PopulationTrainer:
     host = jax.device_get(self.states)
     kept = jax.tree.map(lambda x: np.asarray(x)[index], host)
     self.hparams = {k: v[index] for k, v in self.hparams.items()}
-    pop, _ = self._shardings(len(index))
-    self.states = jax.device_put(kept, pop)
+    self.states = jax.device_put(kept, self._set_mesh(len(index)))
     self._place_dropout()
 
   def member_params(self, i: int) -> PyTree:
@@ -403,7 +402,7 @@ class PopulationTrainer:
       for x in jax.tree.leaves(self.states):
         if isinstance(x, jax.Array) and not x.is_deleted():
           x.delete()
-    self.states, self._compiled = None, {}
+    self.states, self._compiled, self._init_one = None, {}, None
 
 
 def averages(sums: Mapping[str, Any]) -> dict[str, np.ndarray]:
