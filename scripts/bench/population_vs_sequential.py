@@ -119,7 +119,7 @@ def main(argv=None):
   import jax
   train, val = load(args.train_examples, 2000)
   print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}; {args.model}, "
-        f"{args.train_examples} train images, batch {args.batch_size}, {args.epochs} epochs "
+        f"{args.train_examples} train images, batch {args.batch_size}, {args.epochs} epoch(s) "
         "per trial, validation on 2000 test images; compile timed on both sides")
   largest = max(args.sizes)
   hparams = sample(largest)
@@ -153,7 +153,7 @@ def main(argv=None):
           f"{cpu_ours:>15.2f} vs {cpu_theirs:<9.2f}{diff:>16.4f}")
     rows.append(result_row(
         f"{size} {args.model.upper()} trials, Fashion-MNIST {args.train_examples} examples, "
-        f"{args.epochs} epochs", "trials/hour", ours, theirs,
+        f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}", "trials/hour", ours, theirs,
         "the same trials one after another (P = 1, compiled once)",
         notes=f"batch {args.batch_size}, {jax.device_count()} CPU devices, compile included; "
               f"CPU s/trial {cpu_ours:.2f} vs {cpu_theirs:.2f}; best validation accuracy "
