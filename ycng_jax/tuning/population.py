@@ -9,19 +9,21 @@ constants of the compiled program:
 
 - learning rate and weight decay are ``optax.inject_hyperparams`` values in each member's
   ``opt_state`` (``ycng_jax.train.optim.make_optimizer`` builds every optimizer that way);
-- the dropout rate is a per-member array that the step hands to every ``nn.Dropout`` of the
-  model through ``flax.linen.intercept_methods``: a layer built with rate ``r`` at the model's
-  ``dropout`` setting ``base`` drops at ``r * member_rate / base`` (the CNN's head, built at
-  twice the model's rate, stays at twice the member's), drawing its mask from the same random
-  bits and with the same formula as ``nn.Dropout``;
+- the dropout rate arrives as per-member keep probabilities (``layer_rates``) that the step
+  hands to every ``nn.Dropout`` of the model through ``flax.linen.intercept_methods``: a layer
+  built with rate ``r`` at the model's ``dropout`` setting ``base`` drops at
+  ``r * member_rate / base`` (the CNN's head, built at twice the model's rate, stays at twice
+  the member's), drawing its mask from the same random bits and with the same formula as
+  ``nn.Dropout``;
 - the seed gives each member the parameters and dropout masks ``Trainer(seed=...)`` gives.
 
-Data order: every member trains on the same batches, in the same order (one replicated
-``Loader``). That is what makes a member's result equal to the same trial trained alone
+Data order: every member trains on the same batches, in the same order (one loader; each
+batch is copied to every device of the population's mesh). That is what makes a member's result equal to the same trial trained alone
 (``tests/tuning/test_population.py`` checks it), and it removes data order from the
 comparison between members: they differ only in what the search varies.
 
-A compile costs one per population size: ``successive_halving`` recompiles once per rung.
+Programs compile once per population size: successive halving (``population_search``)
+compiles once per rung.
 """
 
 from __future__ import annotations
