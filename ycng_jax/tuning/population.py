@@ -18,9 +18,10 @@ constants of the compiled program:
 - the seed gives each member the parameters and dropout masks ``Trainer(seed=...)`` gives.
 
 Data order: every member trains on the same batches, in the same order (one loader; each
-batch is copied to every device of the population's mesh). That is what makes a member's result equal to the same trial trained alone
-(``tests/tuning/test_population.py`` checks it), and it removes data order from the
-comparison between members: they differ only in what the search varies.
+batch is copied to every device of the population's mesh). That is what makes a member's
+result equal to the same trial trained alone (``tests/tuning/test_population.py`` checks it),
+and it removes data order from the comparison between members: they differ only in what the
+search varies.
 
 Programs compile once per population size: successive halving (``population_search``)
 compiles once per rung.
