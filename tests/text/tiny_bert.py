@@ -11,7 +11,8 @@ WORDS = ("good", "bad", "great", "awful", "movie", "film", "plot", "the", "a", "
          "not", "very", "corn", "grain", "wheat", "price", "cat", "dog", "sat", "mat")
 
 
-def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2) -> str:
+def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2,
+                    max_position_embeddings: int = 64) -> str:
   """Write config.json, model.safetensors (our save_pretrained) and a fast tokenizer."""
   import transformers
   from ycng_jax.models.bert import BertConfig, BertModel
@@ -26,7 +27,8 @@ def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2) -> str:
   transformers.BertTokenizerFast(os.path.join(folder, "vocab.txt"),
                                  do_lower_case=True).save_pretrained(folder)
   config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers,
-                      num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)
+                      num_attention_heads=4, intermediate_size=37,
+                      max_position_embeddings=max_position_embeddings)
   module = BertModel(config)
   params = module.init(jax.random.PRNGKey(seed), np.zeros((1, 4), np.int32))["params"]
   save_pretrained(params, config, folder)
