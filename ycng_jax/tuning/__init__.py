@@ -1,1 +1,8 @@
-"""tuning."""
+"""Hyperparameter tuning: KerasTuner's interface on Optuna studies (``Tuner``, ``ycng tune``)."""
+
+from ycng_jax._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Tuner": "tuner", "SearchSpace": "space", "HyperParameters": "space", "Int": "space",
+    "Float": "space", "Choice": "space", "Boolean": "space", "Fixed": "space",
+    "SearchSpaceError": "space", "TrialReporter": "callbacks"})
