@@ -243,14 +243,9 @@ class SearchSpace:
                              "not have; valid keys:\n  " + "\n  ".join(valid))
 
 
-def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  keys = []
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      keys += flat_keys(value, f"{prefix}{key}.")
-    else:
-      keys.append(f"{prefix}{key}")
-  return keys
+def flat_keys(config: ml_collections.ConfigDict) -> list[str]:
+  from ycng_jax.experiments import _flat_keys  # pylint: disable=import-outside-toplevel,protected-access
+  return _flat_keys(config)
 
 
 def _under_open_dict(config, dotted: str) -> bool:
