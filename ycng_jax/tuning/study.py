@@ -62,7 +62,7 @@ def make_storage(storage: str | None, study_dir: pathlib.Path):
     return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
   except ImportError as e:
     raise UserError(f"the storage {storage} needs a database driver that is not installed ({e}); "
-                    "for PostgreSQL: pip install psycopg2-binary") from None
+                    "for PostgreSQL: pip install 'psycopg[binary]' (or ycng-jax[postgres])") from None
   except Exception as e:  # sqlalchemy's OperationalError: a server that cannot be reached
     raise UserError(f"cannot open the storage {storage}: {str(e).splitlines()[0]}") from None
 

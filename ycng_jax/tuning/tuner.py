@@ -279,6 +279,7 @@ class Tuner:
     workdir = self.study_dir / "trials" / trial.user_attrs["trial_dir"]
     reporter = TrialReporter(trial, self.objective, self.direction)
     state, value, error = optuna.trial.TrialState.FAIL, None, None
+    self._log(trial, "start")
     try:
       config, values = self.trial_config(trial)
       trial.set_user_attr("values", _jsonable(values))
@@ -333,8 +334,16 @@ class Tuner:
       study.tell(trial, value)
     else:
       study.tell(trial, state=state)
+    self._log(trial, f"end {state.name}")
     if self.verbose and error:
       print(f"trial {trial.number} failed: {error.splitlines()[0]}", file=sys.stderr)
+
+  def _log(self, trial, event: str) -> None:
+    """One line per trial start and end in STUDY_DIR/trials.log, from every worker (O_APPEND)."""
+    line = (f"{time.strftime('%Y-%m-%dT%H:%M:%S')} trial {trial.number} dir "
+            f"{trial.user_attrs['trial_dir']} host {study_lib.host()} pid {os.getpid()} {event}\n")
+    with open(self.study_dir / "trials.log", "a", encoding="utf-8") as f:
+      f.write(line)
 
   @staticmethod
   def _free():
