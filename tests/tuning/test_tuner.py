@@ -7,8 +7,9 @@ import pathlib
 import optuna
 import pytest
 
-from ycng_jax import experiments
+from ycng_jax import cli, experiments
 from ycng_jax.tuning import Tuner
+from ycng_jax.tuning.tuner import ObjectiveError
 from ycng_jax.tuning.study import StudyMismatchError
 
 TINY = str(pathlib.Path(__file__).with_name("tiny_digits.py"))
@@ -81,3 +82,26 @@ def test_a_study_dir_belongs_to_one_run(searched):
   _, study_dir = searched
   with pytest.raises(StudyMismatchError, match="algorithm: \"random\" -> \"bayes\""):
     Tuner(build, algorithm="bayes", study_dir=study_dir, verbose=0).study
+
+
+def test_an_objective_that_is_no_metric_stops_the_search(tmp_path):
+  def one(hp):
+    config = build(hp)
+    config.num_epochs = 1
+    return config
+  tuner = Tuner(one, objective="val_acc", study_dir=tmp_path, verbose=0)
+  with pytest.raises(ObjectiveError, match=r"'val_acc' is not a metric of this experiment; it logs \[.*'val_accuracy'"):
+    tuner.search(trials=3)
+  assert [t.state.name for t in tuner.study.trials] == ["FAIL"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+  bad = tmp_path / "bad_space.py"
+  bad.write_text(pathlib.Path(TINY).read_text().replace('"optimizer.learning_rate", 1e-3',
+                                                        '"optimizer.lr", 1e-3'))
+  assert cli.main(["tune", str(bad), "--study-dir", str(tmp_path / "a")]) == 2
+  assert "ycng: error: the search space sets ['optimizer.lr'], which the experiment's config does not have" in capsys.readouterr().err
+  assert cli.main(["tune", TINY, "--algorithm", "grid", "--study-dir", str(tmp_path / "b")]) == 2
+  assert "optimizer.learning_rate: grid search needs a finite set of values" in capsys.readouterr().err
+  assert cli.main(["tune", "topic9/nosuch", "--study-dir", str(tmp_path / "c")]) == 2
+  assert "Unknown experiment 'topic9/nosuch'" in capsys.readouterr().err

@@ -46,9 +46,15 @@ def make_pruner(algorithm: str, max_epochs: int | None) -> optuna.pruners.BasePr
   return optuna.pruners.NopPruner()
 
 
-def make_storage(storage: str | None, study_dir: pathlib.Path):
+def make_storage(storage: str | None, study_dir: pathlib.Path, heartbeat: tuple[int, int] = (30, 120),
+                 on_stale=None):
   """The default is an Optuna journal file in the study dir (several local processes may share
-  it: Optuna locks the file); a URL (``sqlite:///...``, ``postgresql://...``) is an RDB."""
+  it: Optuna locks the file); a URL (``sqlite:///...``, ``postgresql://...``) is an RDB.
+
+  An RDB records a heartbeat of each running trial every ``heartbeat[0]`` seconds; a trial
+  whose worker fell silent for ``heartbeat[1]`` seconds (a host that died) is failed by the
+  next worker that looks, and ``on_stale(study, trial)`` restarts it.
+  """
   if not storage:
     backend = optuna.storages.journal.JournalFileBackend(
         str(study_dir / "study.journal"),
@@ -59,7 +65,9 @@ def make_storage(storage: str | None, study_dir: pathlib.Path):
                     f"postgresql://user@host/db, got {storage!r}; leave it out for a journal file "
                     "in the study dir")
   try:
-    return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
+    return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True},
+                                      heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
+                                      heartbeat_stale_trial_callback=on_stale)
   except ImportError as e:
     raise UserError(f"the storage {storage} needs a database driver that is not installed ({e}); "
                     "for PostgreSQL: pip install 'psycopg[binary]' (or ycng-jax[postgres])") from None

@@ -15,14 +15,17 @@ same command after a crash, or more processes on the same study, go on where it 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import math
 import os
 import pathlib
 import sys
+import threading
 import time
 import traceback
+import warnings
 from typing import Any, Callable
 
 import filelock
@@ -69,13 +72,16 @@ class Tuner:
       ``ycng run --config.KEY=VALUE``).
     seed: the sampler's seed (each worker and each restart gets its own stream from it).
     worker: this process's index among workers started together (varies the sampler's seed).
+    heartbeat: (interval, grace) seconds, for database storages: a trial whose worker has not
+      beaten for ``grace`` seconds (its host died) is restarted by another worker.
   """
 
   def __init__(self, experiment: str | Callable, space: Any = None, *, algorithm: str = "random",
                objective: str = "val_accuracy", direction: str = "max",
                study_dir: str | os.PathLike = "studies/tuning", storage: str | None = None,
                study_name: str | None = None, overrides: dict[str, str] | None = None,
-               seed: int = 0, worker: int = 0, verbose: int = 1):
+               seed: int = 0, worker: int = 0, verbose: int = 1,
+               heartbeat: tuple[int, int] = (30, 120)):
     self.algorithm = study_lib.check_algorithm(algorithm)
     if direction not in ("max", "min"):
       raise UserError(f"direction must be 'max' or 'min', got {direction!r}")
@@ -84,6 +90,7 @@ class Tuner:
     self.objective, self.direction = objective, direction
     self.overrides = {k: str(v) for k, v in (overrides or {}).items()}
     self.seed, self.worker, self.verbose = seed, worker, verbose
+    self.heartbeat = heartbeat
     self.study_dir = pathlib.Path(study_dir)
     self.storage_url = storage
     self.build_fn: Callable | None = None
@@ -142,7 +149,9 @@ class Tuner:
     if self._study is None:
       experiments.prepare_workdir(self.study_dir)
       optuna.logging.set_verbosity(optuna.logging.WARNING)
-      storage = study_lib.make_storage(self.storage_url, self.study_dir)
+      storage = study_lib.make_storage(self.storage_url, self.study_dir, self.heartbeat,
+                                       on_stale=self._enqueue_retry)
+      self._storage = storage
       with self._lock():
         existing = optuna.create_study(storage=storage, study_name=self.study_name,
                                        direction="maximize" if self.direction == "max"
@@ -170,9 +179,20 @@ class Tuner:
     return sum(1 for t in trials if t.state != optuna.trial.TrialState.WAITING
                and t.number not in retried)
 
+  def recover(self) -> None:
+    """Restart the trials of dead workers: those of this host at once (their process is gone),
+    those of other hosts once their heartbeat is older than the grace period (databases)."""
+    study = self.study
+    with self._lock():
+      self._recover_dead(study)
+
   def _recover_dead(self, study: optuna.Study) -> None:
     """A RUNNING trial whose process died on this host (kill -9, power): FAIL it, and enqueue its
     parameters again; the new trial resumes in the same workdir, from its last checkpoint."""
+    if isinstance(self._storage, optuna.storages.RDBStorage):
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # other hosts' (calls _enqueue_retry)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
       attrs = t.user_attrs
       if attrs.get("host") != study_lib.host() or "pid" not in attrs:
@@ -232,13 +252,17 @@ class Tuner:
           if self.algorithm == "grid" and not waiting and not self._next_grid_point(study,
                                                                                       all_trials):
             break
-          trial = study.ask()
+          with warnings.catch_warnings():
+            # We beat the heart ourselves (_beating), as Study.optimize would.
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
+            trial = study.ask()
           trial.set_user_attr("host", study_lib.host())
           trial.set_user_attr("pid", os.getpid())
           trial.set_user_attr("pid_started", study_lib.process_start_time())
           if "trial_dir" not in trial.user_attrs:
             trial.set_user_attr("trial_dir", self._trial_dir_name(trial.number))
-        self._run_trial(study, trial)
+        with self._beating(trial):
+          self._run_trial(study, trial)
         if bar is not None:
           self._progress(bar, study, trials)
     finally:
@@ -337,6 +361,28 @@ class Tuner:
     self._log(trial, f"end {state.name}")
     if self.verbose and error:
       print(f"trial {trial.number} failed: {error.splitlines()[0]}", file=sys.stderr)
+
+  @contextlib.contextmanager
+  def _beating(self, trial):
+    """Record the trial's heartbeat in a thread while it runs (database storages only)."""
+    storage = self._storage
+    if not isinstance(storage, optuna.storages.RDBStorage):
+      yield
+      return
+    stop = threading.Event()
+
+    def beat():
+      while not stop.is_set():
+        storage.record_heartbeat(trial._trial_id)  # pylint: disable=protected-access  # as optuna's own thread
+        stop.wait(self.heartbeat[0])
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+      yield
+    finally:
+      stop.set()
+      thread.join()
 
   def _log(self, trial, event: str) -> None:
     """One line per trial start and end in STUDY_DIR/trials.log, from every worker (O_APPEND)."""
