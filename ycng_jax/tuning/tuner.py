@@ -395,9 +395,8 @@ class Tuner:
   def _free():
     """A finished trial's compiled steps and device buffers go, so 30 trials fit like one."""
     import jax  # pylint: disable=import-outside-toplevel
-    gc.collect()
     jax.clear_caches()
-    gc.collect()
+    gc.collect()  # the trial's trainer and arrays are unreachable now: their buffers go
 
   # -- results ---------------------------------------------------------------------------------
 
