@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def tune_command(study_dir, algorithm):
   return [sys.executable, "-m", "ycng_jax.cli", "tune", TINY, "--algorithm", algorithm,
-          "--trials", "3", "--study-dir", str(study_dir), "--config.num_epochs=4",
+          "--trials", "2", "--study-dir", str(study_dir), "--config.num_epochs=3",
           "--config.train_examples=320", "--config.best_monitor=''"]
 
 
@@ -56,7 +56,7 @@ def test_kill9_then_resume(tmp_path, algorithm):
   study = optuna.load_study(study_name="ycng-study",
                             storage=study_lib.make_storage(None, study_dir))
   trials = study.trials
-  assert len(trials) == 4
+  assert len(trials) == 3
   assert trials[1].state == optuna.trial.TrialState.FAIL
   retry = trials[2]
   assert retry.user_attrs["retry_of_trial"] == 1 and retry.user_attrs["trial_dir"] == "0001"
@@ -64,7 +64,6 @@ def test_kill9_then_resume(tmp_path, algorithm):
   assert retry.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
   # The epochs before the kill are reported to the new trial (the pruner sees the whole curve).
   assert retry.intermediate_values[1] == trials[1].intermediate_values[1]
-  assert {t.state for t in (trials[0], trials[3])} <= {optuna.trial.TrialState.COMPLETE,
-                                                      optuna.trial.TrialState.PRUNED}
+  assert trials[0].state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
   table = (study_dir / "results.md").read_text()
   assert "FAIL (restarted as trial 2)" in table and "(restart of trial 1)" in table
