@@ -241,6 +241,7 @@ class Tuner:
     if self.verbose:
       from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
       bar = tqdm(total=trials, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
+      self._progress(bar, study, trials)  # a resumed study starts where it stands
     try:
       while True:
         with self._lock():
