@@ -1,4 +1,5 @@
-"""The Tuner in one process: 10 tiny trials (two of them fail), the results, memory, best config."""
+"""The Tuner in one process: 10 tiny trials with successive halving (two of them fail, some are
+pruned after their first epoch), the results, memory, best config."""
 
 import csv
 import math
@@ -14,7 +15,7 @@ from ycng_jax.tuning.study import StudyMismatchError
 
 TINY = str(pathlib.Path(__file__).with_name("tiny_digits.py"))
 QUADRATIC = str(pathlib.Path(__file__).with_name("quadratic.py"))
-FAST = {"num_epochs": "1", "train_examples": "320", "best_monitor": "''"}
+FAST = {"num_epochs": "2", "train_examples": "320", "best_monitor": "''"}
 
 
 def build(hp):
@@ -32,7 +33,7 @@ def build(hp):
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
   study_dir = tmp_path_factory.mktemp("study")
-  tuner = Tuner(build, algorithm="random", study_dir=study_dir, verbose=0)
+  tuner = Tuner(build, algorithm="successive-halving", study_dir=study_dir, verbose=0)
   tuner.search(trials=10)
   return tuner, study_dir
 
@@ -45,7 +46,12 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(searched):
   assert states[1] == states[2] == optuna.trial.TrialState.FAIL
   assert "unknown optimizer" in trials[1].user_attrs["error"].lower() or "nosuch" in trials[1].user_attrs["error"]
   assert "NaN" in trials[2].user_attrs["error"] or "nan" in trials[2].user_attrs["error"]
-  assert all(s == optuna.trial.TrialState.COMPLETE for i, s in enumerate(states) if i not in (1, 2))
+  ok = [t for t in trials if t.number not in (1, 2)]
+  assert {t.state for t in ok} == {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+  # A pruned trial stopped after the epoch the pruner judged; the others trained both epochs.
+  for t in ok:
+    assert t.user_attrs["epochs"] == (1 if t.state == optuna.trial.TrialState.PRUNED else 2)
+    assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1))
   assert all(math.isfinite(t.value) and 0 <= t.value <= 1 for t in trials if t.value is not None)
 
 
@@ -81,7 +87,7 @@ def test_results_table_and_best(searched):
 
 def test_a_study_dir_belongs_to_one_run(searched):
   _, study_dir = searched
-  with pytest.raises(StudyMismatchError, match="algorithm: \"random\" -> \"bayes\""):
+  with pytest.raises(StudyMismatchError, match="algorithm: \"successive-halving\" -> \"bayes\""):
     Tuner(build, algorithm="bayes", study_dir=study_dir, verbose=0).study
 
 

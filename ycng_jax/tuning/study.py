@@ -39,7 +39,7 @@ def make_sampler(algorithm: str, seed: int | None) -> optuna.samplers.BaseSample
 
 def make_pruner(algorithm: str, max_epochs: int | None) -> optuna.pruners.BasePruner:
   if algorithm == "hyperband":
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs,
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs or "auto",
                                           reduction_factor=3)
   if algorithm == "successive-halving":
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)

@@ -119,9 +119,11 @@ class Tuner:
         raise UserError("grid search needs a declared search space (pass space=...)")
       for p in self.space.params:
         p.grid()  # a continuous parameter is an error here, before anything runs
+    # Hyperband's largest resource: the config's epochs; for build_fn configs Optuna takes
+    # the epochs the first finished trial reported ("auto").
     self.max_epochs = None
-    if self.algorithm in study_lib.PRUNING:
-      if self.base_config is None or "num_epochs" not in self.base_config:
+    if self.base_config is not None and self.algorithm in study_lib.PRUNING:
+      if "num_epochs" not in self.base_config:
         raise UserError(f"{self.algorithm} uses epochs as the resource: the config needs "
                         "num_epochs (the most epochs a trial trains)")
       self.max_epochs = int(self.base_config.num_epochs)
