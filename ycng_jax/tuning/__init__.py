@@ -2,7 +2,8 @@
 
 from ycng_jax._lazy import lazy_exports
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "Tuner": "tuner", "SearchSpace": "space", "HyperParameters": "space", "Int": "space",
-    "Float": "space", "Choice": "space", "Boolean": "space", "Fixed": "space",
-    "SearchSpaceError": "space", "TrialReporter": "callbacks"})
+_EXPORTS = {"Tuner": "tuner", "SearchSpace": "space", "HyperParameters": "space", "Int": "space",
+            "Float": "space", "Choice": "space", "Boolean": "space", "Fixed": "space",
+            "SearchSpaceError": "space", "TrialReporter": "callbacks"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
