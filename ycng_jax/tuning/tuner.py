@@ -16,6 +16,7 @@ same command after a crash, or more processes on the same study, go on where it 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import inspect
 import math
@@ -400,6 +401,13 @@ class Tuner:
     import jax  # pylint: disable=import-outside-toplevel
     jax.clear_caches()
     gc.collect()  # the trial's trainer and arrays are unreachable now: their buffers go
+    # glibc keeps the freed memory of a trial's host arrays in its arenas, so RSS kept growing
+    # by ~19 MB a trial of the Fashion-MNIST CNN with nothing alive (jax.live_arrays() and the
+    # Python objects flat); malloc_trim hands it back and RSS then stays flat (docs/tuning.md).
+    try:
+      ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+      pass  # not glibc (macOS, musl): nothing to trim
 
   # -- results ---------------------------------------------------------------------------------
 
