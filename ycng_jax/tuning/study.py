@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import socket
+import warnings
 from typing import Any
 
 import optuna
@@ -65,9 +66,12 @@ def make_storage(storage: str | None, study_dir: pathlib.Path, heartbeat: tuple[
                     f"postgresql://user@host/db, got {storage!r}; leave it out for a journal file "
                     "in the study dir")
   try:
-    return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True},
-                                      heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
-                                      heartbeat_stale_trial_callback=on_stale)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+      return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True},
+                                        heartbeat_interval=heartbeat[0],
+                                        grace_period=heartbeat[1],
+                                        heartbeat_stale_trial_callback=on_stale)
   except ImportError as e:
     raise UserError(f"the storage {storage} needs a database driver that is not installed ({e}); "
                     "for PostgreSQL: pip install 'psycopg[binary]' (or ycng-jax[postgres])") from None
