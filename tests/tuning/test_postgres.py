@@ -1,4 +1,5 @@
-"""Three workers share one study in a real PostgreSQL server; one is killed mid-trial.
+"""Workers share one study: three in a real PostgreSQL server, one killed mid-trial; two on the
+default journal file.
 
 The trials (tests/tuning/quadratic.py) sleep 3 s instead of training: this test is about the
 shared study, and tests/tuning/test_resume.py covers trials that train and resume.
@@ -75,3 +76,20 @@ def test_three_workers_one_killed(tmp_path, postgres_url):
   best = study.best_trial
   assert best.value == max(t.value for t in counted)
   assert f"(trial {best.number}, score={best.value:.6g})" in (study_dir / "best_config.py").read_text()
+
+
+def test_two_workers_on_the_default_journal(tmp_path):
+  """Without --storage the workers share the journal file in the study dir."""
+  study_dir = tmp_path / "study"
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+  done = subprocess.run(
+      [sys.executable, "-m", "ycng_jax.cli", "tune", QUADRATIC, "--trials", "4", "--workers", "2",
+       "--objective", "score", "--study-dir", str(study_dir), "--config.seconds=1"],
+      env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  starts = re.findall(r"trial (\d+) dir \S+ host \S+ pid (\d+) start",
+                      (study_dir / "trials.log").read_text())
+  assert sorted(int(n) for n, _ in starts) == [0, 1, 2, 3]
+  assert len({pid for _, pid in starts}) == 2
+  rows = (study_dir / "results.csv").read_text().splitlines()[1:]
+  assert len(rows) == 4 and all(",COMPLETE," in row for row in rows)
