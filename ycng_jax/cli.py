@@ -56,6 +56,11 @@ def _cmd_run(args) -> int:
   return 0
 
 
+def _cmd_tune(args) -> int:
+  from ycng_jax.tuning import cli as tune_cli  # pylint: disable=import-outside-toplevel
+  return tune_cli.main(args)
+
+
 def _cmd_data(args) -> int:
   from ycng_jax import data  # pylint: disable=import-outside-toplevel
   if args.data_command == "list":
@@ -167,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("experiment", help="name from `ycng list`, or a path to a config .py")
   run.add_argument("--workdir", help="checkpoints, metrics and report (default workdirs/EXPERIMENT)")
   run.set_defaults(fn=_cmd_run)
+  from ycng_jax.tuning.cli import add_parser as add_tune_parser  # pylint: disable=import-outside-toplevel
+  add_tune_parser(commands).set_defaults(fn=_cmd_tune)
   data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
   data.add_parser("list", help="list datasets").set_defaults(fn=_cmd_data)
   info = data.add_parser("info", help="splits, features and source of a dataset")
@@ -238,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
   argv, overrides = _split_overrides(list(sys.argv[1:] if argv is None else argv))
   args = build_parser().parse_args(argv)
   args.overrides = overrides
-  if overrides and args.command != "run":
-    raise SystemExit("ycng: --config.KEY=VALUE overrides only apply to `ycng run`.")
+  if overrides and args.command not in ("run", "tune"):
+    raise SystemExit("ycng: --config.KEY=VALUE overrides only apply to `ycng run` and `ycng tune`.")
   from ycng_jax.data import registry, sources  # pylint: disable=import-outside-toplevel
   from ycng_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   # What the user can fix is one line; anything else (a bug) keeps its traceback.
