@@ -31,3 +31,20 @@ def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2) -> str:
   params = module.init(jax.random.PRNGKey(seed), np.zeros((1, 4), np.int32))["params"]
   save_pretrained(params, config, folder)
   return folder
+
+
+def random_classifier_params(config, seed: int):
+  """Random ``BertForSequenceClassification`` params of every kind (biases and LayerNorm scales
+  too, so each tensor's mapping is tested), drawn by numpy: Flax's own init costs seconds of
+  compiling. With ``initializer_range`` 0.2 the logits are of order 1, so a 1e-5 match means
+  something."""
+  from ycng_jax.models.bert import BertForSequenceClassification
+  module = BertForSequenceClassification(config)
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 4), np.int32))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    noise = rng.standard_normal(leaf.shape).astype(np.float32) * config.initializer_range
+    return 1.0 + noise if path[-1].key == "scale" else noise
+
+  return jax.tree_util.tree_map_with_path(draw, shapes["params"])
