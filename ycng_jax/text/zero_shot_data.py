@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -46,8 +47,11 @@ class Facet:
   single_choice: bool
 
 
+@functools.lru_cache(maxsize=2)
 def load(seed: int = 0):
-  """(vocabulary, packages with a long description, train/eval package halves by source)."""
+  """(vocabulary, packages with a long description, train/eval package halves by source).
+
+  Cached (parsing apt's lists takes seconds): callers read the result and never change it."""
   vocabulary = readers.read_debtags_vocabulary()
   records = [r for r in readers.read_debtags() if r["description"]]
   parts = splitting.group_partition([r["source"] for r in records], {"eval": 0.5}, seed)
