@@ -9,8 +9,14 @@ the same facet the package lacks) per positive, from the training half of the pa
 tags of TRAIN_FACETS only: the facets of experiments/topic11/debtags_zero_shot.py (EVAL_FACETS)
 stay unseen. all-MiniLM-L6-v2 with a 2-way head, fine-tuned by the shared path
 (ycng_jax.text.finetune); workdirs/topic11/debtags_nli_train/model is a Hugging Face folder
-with id2label {0: entailment, 1: not_entailment}. Sized to train in under an hour on 2 CPU
-cores (10,000 pairs, one epoch, 128 tokens). Runner: ycng_jax.text.zero_shot_train.
+with id2label {0: entailment, 1: not_entailment}. Sized to train in under an hour on an idle
+2-core CPU (10,000 pairs, one epoch, 128 tokens). The run recorded in docs/zero_shot.md is
+smaller (a loaded machine: 24 min at a load average of 7 to 12):
+
+  ycng run topic11/debtags_nli_train --config.num_pairs=8000 --config.max_length=64 \
+      --config.buckets="(32, 64)"
+
+Runner: ycng_jax.text.zero_shot_train.
 """
 
 from ycng_jax.text.zero_shot_train import base_config

@@ -31,8 +31,8 @@ import warnings
 
 import numpy as np
 
-from bench_utils import (add_json_argument, debtags_texts, preset_defaults, result_row,
-                         set_cpu_threads, timed, version, write_json)
+from bench_utils import (add_json_argument, alternate_rounds, debtags_texts, preset_defaults,
+                         result_row, set_cpu_threads, version, write_json)
 
 TRAINED = os.path.join("workdirs", "topic11", "debtags_nli_train", "model")
 LABELS = ("software development", "games", "networking", "sound and music", "graphics",
@@ -121,14 +121,7 @@ def run(args, texts: list[str], warm: list[str], folder: str) -> list[dict]:
                                             batch_size=args.batch_size)}
   if not args.skip_unbatched:
     sides["pipeline_batch_1"] = lambda: pipe(texts, candidate_labels=labels)
-  best, outputs = {}, {}
-  for r in range(args.rounds):
-    for side, fn in sides.items():
-      if side == "pipeline_batch_1" and r:
-        continue
-      outputs[side], wall, cpu = timed(fn)
-      old = best.get(side, (np.inf, np.inf))
-      best[side] = (min(old[0], wall), min(old[1], cpu))
+  best, outputs = alternate_rounds(sides, args.rounds, once=("pipeline_batch_1",))
   n, (ours_s, ours_cpu) = len(texts), best["ours"]
   print(f"ycng_jax zero_shot_classify (entailment mode, float32): {n / ours_s:8.2f} texts/s "
         f"({ours_s:.2f} s wall, {ours_cpu:.2f} CPU-s; untimed compiling pass {warm_s:.1f} s)")

@@ -17,7 +17,7 @@ from tiny_bert import write_tiny_bert
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-  return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), layers=1)
+  return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), layers=1, numpy_init=True)
 
 
 def test_pairs_are_balanced_and_held_out_facets_unseen():
