@@ -81,6 +81,8 @@ BENCHMARKS = (
     Benchmark("attention_cpu", "torch scaled_dot_product_attention", "ms/call", (), (_TORCH,),
               higher_is_better=False),
     Benchmark("population_vs_sequential", "the same trials one after another", "trials/hour"),
+    Benchmark("zero_shot_vs_transformers", "transformers zero-shot-classification pipeline",
+              "texts/s", (), (_TORCH, ("transformers", "pip install transformers"))),
 )
 
 # What a row from a script must hold (result_row writes exactly these).

@@ -12,6 +12,8 @@
                                               ours vs peer libraries (scripts/bench/), side by side
   ycng predict FOLDER "text" ["text" ...] [--pair "text b" ...] [--json] [--batch-size N]
                [--top N] [--precision float32|bf16-matmul|bfloat16]
+  ycng classify --labels "a,b,c" "text" ["text" ...] [--model FOLDER] [--multi-label]
+                [--template "This example is {}."] [--json]   zero-shot classification
 """
 
 from __future__ import annotations
@@ -162,6 +164,23 @@ def _cmd_predict(args) -> int:
   return 0
 
 
+def _cmd_classify(args) -> int:
+  from ycng_jax.text.zero_shot import zero_shot_classify  # pylint: disable=import-outside-toplevel
+  labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+  scores = zero_shot_classify(args.texts, labels, model=args.model, multi_label=args.multi_label,
+                              hypothesis_template=args.template, batch_size=args.batch_size)
+  if args.json:
+    print(json.dumps([{"text": t, "scores": dict(zip(labels, map(float, row)))}
+                      for t, row in zip(args.texts, scores)]))
+    return 0
+  width = max(len(label) for label in labels)
+  for text, row in zip(args.texts, scores):
+    print(" ".join(text.split())[:100])
+    for j in sorted(range(len(labels)), key=lambda j: -row[j]):
+      print(f"  {labels[j]:<{width}}  {row[j]:.4f}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="ycng", description="ycng-jax experiments, data, search and benchmarks.")
@@ -238,6 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
   predict.add_argument("--precision", default="float32",
                        choices=["float32", "bf16-matmul", "bfloat16"])
   predict.set_defaults(fn=_cmd_predict)
+  classify = commands.add_parser("classify", help="zero-shot classification into labels you name")
+  classify.add_argument("texts", nargs="+", help="one or more texts")
+  classify.add_argument("--labels", required=True, help='candidate labels, comma-separated: "a,b,c"')
+  classify.add_argument("--model", help="a sentence encoder (embedding mode; default "
+                        "all-MiniLM-L6-v2) or an NLI sequence-classification folder (entailment mode)")
+  classify.add_argument("--multi-label", action="store_true",
+                        help="score each label on its own (several may apply)")
+  classify.add_argument("--template", default="This example is {}.",
+                        help="the hypothesis of a label; {} is replaced by the label")
+  classify.add_argument("--json", action="store_true", help="one JSON list of texts and scores")
+  classify.add_argument("--batch-size", type=int, default=32)
+  classify.set_defaults(fn=_cmd_classify)
   return parser
 
 

@@ -79,6 +79,21 @@ def timed(fn):
   return out, time.perf_counter() - t0, time.process_time() - c0
 
 
+def alternate_rounds(sides: dict, rounds: int, once: tuple = ()) -> tuple[dict, dict]:
+  """Times each ``sides[name]()`` ``rounds`` times, alternating the sides (those in ``once`` run
+  in the first round only); returns each side's fastest (wall s, CPU s) and its last output.
+  Other processes on a shared machine then slow all sides alike, not whichever ran meanwhile."""
+  best, outputs = {}, {}
+  for r in range(rounds):
+    for side, fn in sides.items():
+      if side in once and r:
+        continue
+      outputs[side], wall, cpu = timed(fn)
+      old = best.get(side, (float("inf"), float("inf")))
+      best[side] = (min(old[0], wall), min(old[1], cpu))
+  return best, outputs
+
+
 def set_cpu_threads(threads: int) -> None:
   """Same intra-op thread count for XLA:CPU and torch; must run before jax is imported.
 

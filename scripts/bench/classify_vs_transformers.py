@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from bench_utils import debtags_texts, set_cpu_threads, timed
+from bench_utils import alternate_rounds, debtags_texts, set_cpu_threads
 
 
 def build_folder(folder: str, labels: int, max_length: int, seed: int) -> list[str]:
@@ -122,17 +122,8 @@ def run(args, texts: list[str], folder: str) -> dict:
            "pipeline_batched": lambda: pipe(texts, batch_size=args.batch_size, **options)}
   if not args.skip_unbatched:
     sides["pipeline_batch_1"] = lambda: pipe(texts, batch_size=1, **options)
-  # Rounds alternate the sides and each keeps its fastest: other processes on a shared machine
-  # then slow both alike instead of whichever ran while they did. One text per forward is too
-  # slow for more than one round.
-  best, outputs = {}, {}
-  for r in range(args.rounds):
-    for side, fn in sides.items():
-      if side == "pipeline_batch_1" and r:
-        continue
-      outputs[side], wall, cpu = timed(fn)
-      old = best.get(side, (np.inf, np.inf))
-      best[side] = (min(old[0], wall), min(old[1], cpu))
+  # One text per forward is too slow for more than one round.
+  best, outputs = alternate_rounds(sides, args.rounds, once=("pipeline_batch_1",))
   ours_scores = np.asarray([[p.scores[name] for name in names] for p in outputs["ours"]])
   ours_s, ours_cpu = best["ours"]
   figures["ours_texts_per_s"] = n / ours_s

@@ -4,15 +4,16 @@
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 
 from ycng_jax import cli
 from ycng_jax.errors import UserError, UserFileError, UserTypeError
-from ycng_jax.models.bert import BertConfig, BertForSequenceClassification
+from ycng_jax.models.bert import BertConfig
 from ycng_jax.models.hf_weights import resolve_model_folder
 from ycng_jax.text import TextClassifier, save_classifier
+
+from tiny_bert import random_classifier_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -33,17 +34,7 @@ def _config(**kwargs):
 
 
 def _params(config, seed):
-  """Random params of every kind (biases and LayerNorm scales too, so each tensor's mapping is
-  tested), drawn by numpy: Flax's own init costs seconds of compiling here."""
-  module = BertForSequenceClassification(config)
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 4), np.int32))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    noise = rng.standard_normal(leaf.shape).astype(np.float32) * config.initializer_range
-    return 1.0 + noise if path[-1].key == "scale" else noise
-
-  return jax.tree_util.tree_map_with_path(draw, shapes["params"])
+  return random_classifier_params(config, seed)
 
 
 @pytest.fixture(scope="module")

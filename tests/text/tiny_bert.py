@@ -11,9 +11,12 @@ WORDS = ("good", "bad", "great", "awful", "movie", "film", "plot", "the", "a", "
          "not", "very", "corn", "grain", "wheat", "price", "cat", "dog", "sat", "mat")
 
 
-def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2,
+def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2, numpy_init: bool = False,
                     max_position_embeddings: int = 64) -> str:
-  """Write config.json, model.safetensors (our save_pretrained) and a fast tokenizer."""
+  """Write config.json, model.safetensors (our save_pretrained) and a fast tokenizer.
+
+  ``numpy_init``: draw the weights with numpy (``random_params``) instead of Flax's init, which
+  compiles for seconds."""
   import transformers
   from ycng_jax.models.bert import BertConfig, BertModel
   from ycng_jax.models.hf_weights import save_pretrained
@@ -30,6 +33,27 @@ def write_tiny_bert(folder, *, seed: int = 0, layers: int = 2,
                       num_attention_heads=4, intermediate_size=37,
                       max_position_embeddings=max_position_embeddings)
   module = BertModel(config)
-  params = module.init(jax.random.PRNGKey(seed), np.zeros((1, 4), np.int32))["params"]
+  params = (random_params(module, config, seed) if numpy_init else
+            module.init(jax.random.PRNGKey(seed), np.zeros((1, 4), np.int32))["params"])
   save_pretrained(params, config, folder)
   return folder
+
+
+def random_params(module, config, seed: int):
+  """Random params of every kind of ``module`` (biases and LayerNorm scales too, so each tensor's
+  mapping is tested), drawn by numpy: Flax's own init costs seconds of compiling. With
+  ``initializer_range`` 0.2 the logits are of order 1, so a 1e-5 match means something."""
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), np.zeros((1, 4), np.int32))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    noise = rng.standard_normal(leaf.shape).astype(np.float32) * config.initializer_range
+    return 1.0 + noise if path[-1].key == "scale" else noise
+
+  return jax.tree_util.tree_map_with_path(draw, shapes["params"])
+
+
+def random_classifier_params(config, seed: int):
+  """``random_params`` of a ``BertForSequenceClassification``."""
+  from ycng_jax.models.bert import BertForSequenceClassification
+  return random_params(BertForSequenceClassification(config), config, seed)

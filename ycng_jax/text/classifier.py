@@ -350,6 +350,11 @@ class TextClassifier:
     return self._max_length
 
   @property
+  def tokenizer(self):
+    """The ``tokenizers.Tokenizer`` (no padding, truncation at ``max_length``)."""
+    return self._tokenizer
+
+  @property
   def pair(self) -> bool | None:
     """True for a text-pair model, False for single texts, None when the folder does not say."""
     return self._pair
@@ -419,6 +424,16 @@ class TextClassifier:
     if truncated:
       warnings.warn(f"{truncated} of {len(texts)} inputs were longer than max_length="
                     f"{self._max_length} tokens and were truncated.", stacklevel=3)
+    return self.logits_of_ids(ids, type_ids, batch_size)
+
+  def logits_of_ids(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]],
+                    batch_size: int) -> np.ndarray:
+    """(n, num_labels) float32 logits of inputs tokenized already (each at most max_length
+    tokens): the packed forward pass behind ``logits``, for callers with their own tokenization
+    (zero-shot classification truncates only the text of a pair, as transformers does)."""
+    out = np.zeros((len(ids), self._config.num_labels), np.float32)
+    if not len(ids):
+      return out
     lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
     pending = None  # (rows' input indices, device result): read once the next step is queued.
     for seq, step in self._plan.steps(lengths, batch_size):
