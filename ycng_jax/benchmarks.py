@@ -81,6 +81,9 @@ BENCHMARKS = (
     Benchmark("attention_cpu", "torch scaled_dot_product_attention", "ms/call", (), (_TORCH,),
               higher_is_better=False),
     Benchmark("population_vs_sequential", "the same trials one after another", "trials/hour"),
+    Benchmark("tuner_vs_kerastuner", "KerasTuner Hyperband and RandomSearch", "seconds", (),
+              (("keras", "pip install keras"),
+               ("keras_tuner", "pip install keras-tuner==1.4.8")), higher_is_better=False),
 )
 
 # What a row from a script must hold (result_row writes exactly these).
