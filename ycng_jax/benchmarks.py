@@ -83,6 +83,9 @@ BENCHMARKS = (
     Benchmark("population_vs_sequential", "the same trials one after another", "trials/hour"),
     Benchmark("zero_shot_vs_transformers", "transformers zero-shot-classification pipeline",
               "texts/s", (), (_TORCH, ("transformers", "pip install transformers"))),
+    Benchmark("tuner_vs_kerastuner", "KerasTuner Hyperband and RandomSearch", "seconds", (),
+              (("keras", "pip install keras"),
+               ("keras_tuner", "pip install keras-tuner==1.4.8")), higher_is_better=False),
 )
 
 # What a row from a script must hold (result_row writes exactly these).
