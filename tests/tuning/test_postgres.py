@@ -2,7 +2,7 @@
 default journal file.
 
 The trials (tests/tuning/quadratic.py) sleep 3 s instead of training: this test is about the
-shared study, and tests/tuning/test_resume.py covers trials that train and resume.
+shared study, and tests/tuning/test_tune_kill9_resume.py covers trials that train and resume.
 """
 
 import os
@@ -36,7 +36,7 @@ def test_three_workers_one_killed(tmp_path, postgres_url):
   main = subprocess.Popen(
       [sys.executable, "-m", "ycng_jax.cli", "tune", QUADRATIC, "--trials", str(TRIALS),
        "--workers", "3", "--objective", "score", "--storage", postgres_url, "--study-dir",
-       str(study_dir), "--config.seconds=3"],
+       str(study_dir), "--config.seconds=3", "--config.wait_for_workers=3"],
       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   storage = optuna.storages.RDBStorage(postgres_url)
   deadline, victim = time.time() + 300, None
@@ -84,7 +84,7 @@ def test_two_workers_on_the_default_journal(tmp_path):
   env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
   done = subprocess.run(
       [sys.executable, "-m", "ycng_jax.cli", "tune", QUADRATIC, "--trials", "4", "--workers", "2",
-       "--objective", "score", "--study-dir", str(study_dir), "--config.seconds=1"],
+       "--objective", "score", "--study-dir", str(study_dir), "--config.wait_for_workers=2"],
       env=env, capture_output=True, text=True, timeout=300, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   starts = re.findall(r"trial (\d+) dir \S+ host \S+ pid (\d+) start",
