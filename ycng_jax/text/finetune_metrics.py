@@ -74,10 +74,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
   return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
   x = np.asarray(x, np.float64)
-  e = np.exp(x - x.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
+  e = np.exp(x - x.max(axis, keepdims=True))
+  return e / e.sum(axis, keepdims=True)
 
 
 def scores_of(logits: np.ndarray, problem_type: str) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ycng_jax.checks import whole_number
 from ycng_jax.errors import UserError, UserFileError, UserTypeError
+from ycng_jax.text.finetune_metrics import softmax
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TEMPLATE = "This example is {}."
@@ -203,18 +204,12 @@ def load_model(model: Any = None):
 
 # --- scoring -----------------------------------------------------------------------------------
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-  x = np.asarray(x, np.float64)
-  e = np.exp(x - x.max(axis=axis, keepdims=True))
-  return e / e.sum(axis=axis, keepdims=True)
-
-
 def entailment_scores(logits: np.ndarray, entail: int, multi_label: bool) -> np.ndarray:
   """(texts, labels, classes) NLI logits -> (texts, labels) scores, as transformers' pipeline."""
   if multi_label or logits.shape[1] == 1:
     contradiction = -1 if entail == 0 else 0
-    return _softmax(logits[..., [contradiction, entail]])[..., 1].astype(np.float32)
-  return _softmax(logits[..., entail], axis=1).astype(np.float32)
+    return softmax(logits[..., [contradiction, entail]])[..., 1].astype(np.float32)
+  return softmax(logits[..., entail], axis=1).astype(np.float32)
 
 
 def _entailment_logits(classifier, texts: list[str], hyps: list[str], batch_size: int,
@@ -247,7 +242,7 @@ def embedding_scores(text_vectors: np.ndarray, hypothesis_vectors: np.ndarray,
   """Cosine scores of embedding mode (the module doc says how they are scaled and calibrated)."""
   cosine = text_vectors @ hypothesis_vectors.T
   if not multi_label:
-    return _softmax(cosine / TEMPERATURE, axis=1).astype(np.float32)
+    return softmax(cosine / TEMPERATURE, axis=1).astype(np.float32)
   calibration = np.concatenate([cosine, background_vectors @ hypothesis_vectors.T])
   threshold = calibration.mean(0) + CALIBRATION_STDS * calibration.std(0)
   return (1.0 / (1.0 + np.exp(-(cosine - threshold) / TEMPERATURE))).astype(np.float32)
