@@ -162,6 +162,30 @@ def bert_dot_ceiling(hidden: int, intermediate: int, dtype: str, rows: int = 409
   return layer_flops / layer_seconds
 
 
+def print_ceiling(config, lengths, rates: dict, items: int | None = None,
+                  unit: str = "sentences/s") -> None:
+  """The most ``unit`` this CPU allows if the model's matmuls were the only cost, in float32
+  and with bf16 operands, and each side's share of it: how much any framework could still gain.
+
+  ``lengths``: the token count of every sequence the work runs (unpadded); ``items``: how many
+  of ``unit``'s items they make (default: one per sequence; zero-shot: a text and its labels).
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+  lengths = np.asarray(lengths, np.float64)
+  items = len(lengths) if items is None else items
+  # Every sequence alone, unpadded: dense layers 2 FLOPs per weight per token, attention
+  # 4*h*len^2.
+  flops = layers * (2 * bert_layer_weights(h, i) * lengths.sum() + 4 * h * (lengths ** 2).sum())
+  print(f"matmul work: {flops / 1e9:.0f} GFLOP for {len(lengths)} sequences (unpadded)")
+  for dtype in ("float32", "bfloat16"):
+    rate = bert_dot_ceiling(h, i, dtype)
+    ceiling = items / (flops / rate)
+    shares = ", ".join(f"{name} {100 * r / ceiling:.0f}%" for name, r in rates.items())
+    print(f"  ceiling with {dtype} operands (XLA dots at {rate / 1e9:.0f} GFLOP/s): "
+          f"{ceiling:.1f} {unit}; of it: {shares}")
+
+
 def _values_only(q, k, v, mask, **_):
   """Attention's stand-in: the values, with q and k kept alive (times zero) so that XLA does
   not drop their projections as dead code and bill their matmuls to attention."""

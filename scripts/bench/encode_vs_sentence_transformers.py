@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from bench_utils import (add_json_argument, attention_replaced_by_values, bert_dot_ceiling,
-                         bert_layer_weights, debtags_texts, preset_defaults, result_row,
-                         set_cpu_threads, timed, version, write_json)
+from bench_utils import (add_json_argument, attention_replaced_by_values, debtags_texts,
+                         preset_defaults, print_ceiling, result_row, set_cpu_threads, timed,
+                         version, write_json)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -175,21 +175,6 @@ def bucket_list(text: str) -> tuple[int, ...]:
     raise argparse.ArgumentTypeError(f"{text!r}: every row length must be at least 1 token")
   return buckets
 
-
-def print_ceiling(config, lengths, rates: dict) -> None:
-  """The most sentences/s this CPU allows if the model's matmuls were the only cost, in float32
-  and with bf16 operands, and each side's share of it: how much any framework could still gain."""
-  h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-  lengths = np.asarray(lengths, np.float64)
-  # Every text alone, unpadded: dense layers 2 FLOPs per weight per token, attention 4*h*len^2.
-  flops = layers * (2 * bert_layer_weights(h, i) * lengths.sum() + 4 * h * (lengths ** 2).sum())
-  print(f"matmul work: {flops / 1e9:.0f} GFLOP for {len(lengths)} texts (unpadded)")
-  for dtype in ("float32", "bfloat16"):
-    rate = bert_dot_ceiling(h, i, dtype)
-    ceiling = len(lengths) / (flops / rate)
-    shares = ", ".join(f"{name} {100 * r / ceiling:.0f}%" for name, r in rates.items())
-    print(f"  ceiling with {dtype} operands (XLA dots at {rate / 1e9:.0f} GFLOP/s): "
-          f"{ceiling:.1f} sentences/s; of it: {shares}")
 
 if __name__ == "__main__":
   main()
