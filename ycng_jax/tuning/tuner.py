@@ -8,7 +8,8 @@
 
 Each trial runs the experiment's runner with its config in ``STUDY_DIR/trials/NNNN`` (so it
 checkpoints and resumes like ``ycng run``), in this process: the trainer's buffers, jit caches
-and garbage are freed after each trial, and the process RSS is recorded with the trial.
+and garbage are freed after each trial, and the process RSS is recorded with the trial; JAX's
+persistent compilation cache in the study dir spares trials of a network seen before compiling.
 The study is in Optuna's storage (a journal file in the study dir, or a database URL), so the
 same command after a crash, or more processes on the same study, go on where it stands.
 """
