@@ -16,8 +16,9 @@ first ``--train-examples`` training images, 10% of them held out (the runner's s
 (a) Hyperband, at most ``--max-epochs`` epochs a trial: KerasTuner's Hyperband (factor 3) decides
     how many trials it runs; ours (``ycng_jax.tuning.Tuner``, Optuna's HyperbandPruner) runs as
     many trials. (b) Random search, ``--random-trials`` trials of ``--random-epochs`` epochs.
-Ours is ``Tuner`` in this process (each trial a full ``ycng run``: checkpoints, metrics, reports),
-on one XLA:CPU device as Keras. "Ours, population": ``ycng_jax.tuning.population_search`` (all
+Ours is ``Tuner`` in this process (each trial a ``ycng run`` in its workdir: checkpoints each
+epoch, metrics; no test pass or curves.png, which a val_ objective does not need), on one XLA:CPU
+device as Keras. "Ours, population": ``ycng_jax.tuning.population_search`` (all
 trials vmapped in one program, sharded over one XLA:CPU device per core); it cannot vmap over
 architectures, so its space is smaller (filters (32, 64), 128 units, no BatchNorm fixed; learning
 rate and dropout searched), labelled as such. Hyperband's counterpart is successive halving over

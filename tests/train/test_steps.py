@@ -12,6 +12,7 @@ from ycng_jax.models.mlp import MLP
 from ycng_jax.train.losses import make_classification_loss
 from ycng_jax.train.mesh import make_mesh
 from ycng_jax.train.optim import make_optimizer
+from ycng_jax.train.state import create_train_state
 from ycng_jax.train.trainer import Trainer
 
 
@@ -123,3 +124,28 @@ def test_learning_rate_change_does_not_recompile(digits, ema_trainer):
   trainer.train_step(next(loader))
   assert trainer.learning_rate == pytest.approx(0.01)
   assert trainer._train_step._cache_size() == compiled
+
+
+def test_init_gives_the_values_of_one_default_compiled_program(digits):
+  """Trainer.init compiles the model's initialisation on its own at -O2 (faster to compile, and
+  free of the learning rate, so tuning trials share it): the state must be bit for bit the one
+  a single default-compiled program gives, the old way."""
+  mesh = make_mesh(2)
+  model = MLP(hidden=(16,), dropout=0.1)
+  tx = make_optimizer("adam", 3e-3)
+  trainer = Trainer(model, make_classification_loss(), tx, mesh=mesh, preprocess=_scale,
+                    ema_decay=0.9, seed=3)
+  state = trainer.init(next(iter(Loader(digits, global_batch_size=64, mesh=mesh))))
+
+  def one_program(rng):
+    params_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+    variables = dict(model.init({"params": params_rng, "dropout": dropout_rng},
+                                _scale({"image": jnp.zeros((1, 8, 8, 1), jnp.uint8)})["image"],
+                                train=False))
+    params = variables.pop("params")
+    return create_train_state(params, variables, tx, state_rng, ema=True)
+
+  reference = jax.jit(one_program)(jax.random.PRNGKey(3))
+  assert jax.tree.structure(state) == jax.tree.structure(reference)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

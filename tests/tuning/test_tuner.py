@@ -2,6 +2,7 @@
 pruned after their first epoch), the results, memory, best config."""
 
 import csv
+import json
 import math
 import pathlib
 
@@ -9,7 +10,8 @@ import optuna
 import pytest
 
 from ycng_jax import cli, experiments
-from ycng_jax.tuning import Tuner
+from ycng_jax.tuning import Tuner, space as hp
+from ycng_jax.tuning import study as study_lib
 from ycng_jax.tuning.tuner import ObjectiveError
 from ycng_jax.tuning.study import StudyMismatchError
 
@@ -63,6 +65,57 @@ def test_memory_stays_flat(searched):
   tuner, _ = searched
   rss = [t.user_attrs["rss_mb"] for t in tuner.study.trials]
   assert rss[9] - rss[2] < 20, rss
+
+
+def test_trials_skip_what_a_val_objective_does_not_need(searched):
+  """Objective val_accuracy: no pass over the test set and no curves.png in a trial; the best
+  config still has the experiment's settings, so `ycng run` of it tests and plots."""
+  tuner, study_dir = searched
+  results = json.loads((study_dir / "trials" / "0000" / "results.json").read_text())
+  assert results["final"] == {} and len(results["history"]["val_accuracy"]) >= 1
+  assert not list((study_dir / "trials").glob("*/curves.png"))
+  config = tuner.get_best_config()
+  assert config.evaluate_test is True and config.plots is True
+
+
+def test_trials_of_one_network_share_compiled_programs(tmp_path):
+  """With no cache set by the user (the tests set one, tests/conftest.py: unset here), the tuner
+  keeps JAX's persistent compilation cache in STUDY_DIR/xla_cache/HOST, so a second trial of the
+  same network with another learning rate loads its programs instead of compiling them; a
+  test_ objective keeps the test pass."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=import-outside-toplevel
+  space = [hp.Fixed("model.kwargs.hidden", (16,)),
+           hp.Float("optimizer.learning_rate", 1e-3, 1e-2, sampling="log")]
+  events = []
+
+  def listen(event, **_):
+    events.append(event)
+
+  outer = jax.config.jax_compilation_cache_dir
+  jax.config.update("jax_compilation_cache_dir", None)
+  cc.reset_cache()
+  jax.monitoring.register_event_listener(listen)
+  try:
+    tuner = Tuner(TINY, space, objective="test_accuracy", study_dir=tmp_path, verbose=0,
+                  overrides=FAST)
+    tuner.search(trials=1)
+    del events[:]
+    tuner.search(trials=2)
+    assert jax.config.jax_compilation_cache_dir is None  # put back as it was
+  finally:
+    jax.monitoring.unregister_event_listener(listen)
+    jax.config.update("jax_compilation_cache_dir", outer)
+    cc.reset_cache()
+  assert list((tmp_path / "xla_cache" / study_lib.host()).iterdir())
+  # The model's initialisation, the train and the eval step at least; only the optimizer's
+  # initial state (the learning rate is a constant there) is compiled again.
+  assert events.count("/jax/compilation_cache/cache_hits") >= 3, events
+  first, second = tuner.study.trials
+  assert first.params != second.params
+  for trial in (first, second):
+    final = json.loads((tmp_path / "trials" / f"{trial.number:04d}" / "results.json").read_text())
+    assert trial.value == final["final"]["test_accuracy"]
 
 
 def test_results_table_and_best(searched):

@@ -324,7 +324,8 @@ class ResumeMismatchError(UserError):
 # and eval_batch_size can change the last bits of float sums, never what is computed.
 RUN_ONLY_KEYS = frozenset({
     "log_every_steps", "backup_every_steps", "keep_checkpoints", "verbose", "tensorboard",
-    "terminate_on_nan", "eval_batch_size", "num_devices", "param_sharding", "distributed"})
+    "plots", "evaluate_test", "terminate_on_nan", "eval_batch_size", "num_devices",
+    "param_sharding", "distributed"})
 
 
 def run_settings(config: Mapping[str, Any], *arrays: Any) -> dict[str, Any]:

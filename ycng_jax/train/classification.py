@@ -63,6 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.reduce_lr_patience = 0          # 0: off
   c.terminate_on_nan = True
   c.tensorboard = True
+  c.plots = True                    # curves.png at the end
+  c.evaluate_test = True            # False: no test pass (tuning trials with a val_ objective)
   c.verbose = 1
   c.distributed = distributed.config_defaults()
   return c
@@ -352,12 +354,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, model: Any = None,
                         log_every_steps=config.log_every_steps)
   if trainer.nonfinite_step is not None:
     raise DivergedError(_nonfinite_message(trainer.nonfinite_step, workdir, callbacks))
-  test_metrics = {f"test_{k}": v for k, v in trainer.evaluate(test_loader).items()}
+  test_metrics = ({f"test_{k}": v for k, v in trainer.evaluate(test_loader).items()}
+                  if config.evaluate_test else {})
   step = int(jax.device_get(trainer.state.step))
   log_lib.write_final(os.path.join(workdir, "metrics.jsonl"), step, test_metrics,
                       num_params=trainer.num_params)
   if jax.process_index() == 0:
-    if history.history:
+    if history.history and config.plots:
       plot_history(history.history, os.path.join(workdir, "curves.png"))
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"final": test_metrics, "history": history.history, "step": step,
