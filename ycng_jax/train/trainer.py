@@ -124,7 +124,7 @@ class Trainer:
                        f"{sorted(spec)}; set input_keys to the keys that hold the model inputs")
     self.input_spec = spec
 
-    def init_fn(rng):
+    def init_variables(rng):
       batch = {k: jnp.zeros((1,) + shape, dtype) for k, (shape, dtype) in spec.items()}
       if self.preprocess is not None:
         batch = dict(self.preprocess(batch))
@@ -132,14 +132,22 @@ class Trainer:
       variables = self.model.init({"params": params_rng, "dropout": dropout_rng},
                                   *[batch[k] for k in self.input_keys], train=False)
       variables = dict(variables)
-      params = variables.pop("params")
+      return variables.pop("params"), variables, state_rng
+
+    def init_state(params, variables, state_rng):
       return create_train_state(params, variables, self.optimizer, state_rng,
                                 ema=self.ema_decay is not None)
 
     rng = jax.random.PRNGKey(self.seed)
-    abstract = jax.eval_shape(init_fn, rng)
+    abstract = jax.eval_shape(lambda r: init_state(*init_variables(r)), rng)
     self.state_sharding = state_shardings(abstract, self.mesh, self.param_sharding)
-    self.state = jax.jit(init_fn, out_shardings=self.state_sharding)(rng)
+    # Two programs: the model's random init (seconds of compiling: a sampler per parameter)
+    # does not depend on the optimizer, so runs of one model with other optimizers (transfer
+    # learning's frozen blueprints, tuning trials) find it in the compilation cache.
+    sharding = self.state_sharding
+    variables = jax.jit(init_variables, out_shardings=(
+        sharding.params, sharding.model_state, sharding.rng))(rng)
+    self.state = jax.jit(init_state, out_shardings=sharding, donate_argnums=(0, 1))(*variables)
     self._train_step = steps.jit_train_step(self._pure_train_step, self.mesh, self.state_sharding)
     self._eval_step = steps.jit_eval_step(self._pure_eval_step, self.mesh, self.state_sharding)
     self._predict_step = steps.jit_predict_step(self._pure_predict_step, self.mesh,
