@@ -1,4 +1,11 @@
-"""The clustering experiments' shared runner, end to end on the tiny digits set."""
+"""The clustering experiments' shared runner, end to end on the tiny digits set.
+
+Every test runs the same tiny set-up (``TINY``: 300 rows, a 64-32-10 autoencoder, one k-means
+restart, batches of 64), so the programs they compile (k-means on the pixels and on the
+embedding, the autoencoder's pretraining, DEC's and IDEC's steps) are compiled once for the
+file. The N2D experiment's test is in tests/cluster/test_manifold.py, beside UMAP's other
+tests: UMAP's numba compile costs ~15 CPU-s a process.
+"""
 
 import json
 
@@ -6,13 +13,13 @@ import pytest
 
 from ycng_jax import experiments
 
+TINY = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
+        "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
+        "max_iter": "10", "update_interval": "5", "kmeans_n_init": "1", "verbose": "False"}
+
 
 def test_dec_experiment_writes_table_and_figures(tmp_path):
-  overrides = {"dataset": "digits", "limit": "400", "seeds": "(0,)", "hidden_dims": "(128, 10)",
-               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
-               "max_iter": "10", "update_interval": "5", "kmeans_n_init": "2",
-               "verbose": "False"}
-  result = experiments.run("clustering/dec_mnist", tmp_path, overrides)
+  result = experiments.run("clustering/dec_mnist", tmp_path, TINY)
   for method in ("kmeans_pixels", "autoencoder_kmeans", "dec", "idec"):
     assert 0.0 < result[f"{method}_acc_mean"] <= 1.0
   table = json.loads((tmp_path / "results.json").read_text())["table"]
@@ -25,10 +32,7 @@ def test_dec_experiment_writes_table_and_figures(tmp_path):
 
 def test_rerun_reads_finished_seeds_and_redoes_changed_settings(tmp_path, monkeypatch):
   from ycng_jax.cluster import experiment
-  overrides = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
-               "pretrain_epochs": "1", "pretrain_batch_size": "64", "batch_size": "64",
-               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "1", "idec": "False",
-               "verbose": "False"}
+  overrides = {**TINY, "pretrain_epochs": "1", "max_iter": "5", "idec": "False"}
   first = experiments.run("clustering/dec_mnist", tmp_path, overrides)
   ran = []
   real_run_seed = experiment._run_seed
@@ -49,9 +53,7 @@ def test_rerun_reads_finished_seeds_and_redoes_changed_settings(tmp_path, monkey
 
 
 def test_dec_da_experiment_augments_images(tmp_path):
-  overrides = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
-               "pretrain_epochs": "1", "pretrain_batch_size": "64", "batch_size": "64",
-               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "1", "verbose": "False"}
+  overrides = {**TINY, "pretrain_epochs": "1", "max_iter": "5"}
   result = experiments.run("clustering/dec_da_mnist", tmp_path, overrides)
   assert set(result) >= {"dec_acc_mean", "autoencoder_kmeans_acc_mean"}
   assert "idec_acc_mean" not in result
@@ -59,28 +61,11 @@ def test_dec_da_experiment_augments_images(tmp_path):
   assert saved["augment"] is True and saved["augment_rotation"] == 10.0
 
 
-def test_n2d_experiment_adds_the_manifold_row(tmp_path):
-  overrides = {"dataset": "digits", "limit": "400", "seeds": "(0,)", "hidden_dims": "(32, 10)",
-               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
-               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "1",
-               "n2d_neighbors": "10", "idec": "True", "verbose": "False"}
-  result = experiments.run("clustering/n2d_fashion_mnist", tmp_path, overrides)
-  for method in ("kmeans_pixels", "autoencoder_kmeans", "autoencoder_umap_gmm", "dec", "idec"):
-    assert 0.0 < result[f"{method}_acc_mean"] <= 1.0
-  saved = json.loads((tmp_path / "seed_0.json").read_text())
-  assert saved["settings"]["init"] == "n2d" and saved["settings"]["dataset"] == "digits"
-  # Even on a 2-epoch autoencoder N2D is well above chance (~0.13 for random labels here).
-  assert {r["method"]: r["acc"] for r in saved["rows"]}["autoencoder_umap_gmm"] > 0.25
-
-
 def test_run_killed_inside_a_seed_resumes_there(tmp_path, monkeypatch):
   """Killed during IDEC: the rerun reads DEC's and IDEC's checkpoints, ends with the results
   of an uninterrupted run, and removes the seed's checkpoints."""
   from ycng_jax.cluster import dec as dec_module
-  overrides = {"dataset": "digits", "limit": "300", "seeds": "(0,)", "hidden_dims": "(32, 10)",
-               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
-               "max_iter": "10", "update_interval": "5", "tol": "0.0", "kmeans_n_init": "1",
-               "checkpoint_seconds": "0.0", "verbose": "False"}
+  overrides = {**TINY, "tol": "0.0", "checkpoint_seconds": "0.0"}
   expected = experiments.run("clustering/dec_mnist", tmp_path / "whole", overrides)
   calls, real = [], dec_module._jit_cluster_step
 

@@ -1,9 +1,16 @@
-"""N2D (UMAP + Gaussian mixture) and DEC started from given clusters, on scikit-learn's digits."""
+"""N2D (UMAP + Gaussian mixture) and DEC started from given clusters, on scikit-learn's digits.
+
+The N2D experiment's end-to-end test is here too, not in tests/cluster/test_experiment.py:
+numba compiles UMAP once a process (~15 CPU-s), so UMAP's users share one file.
+"""
+
+import json
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from ycng_jax import experiments
 from ycng_jax.cluster import DEC, metrics
 from ycng_jax.cluster.manifold import centers_from_labels, umap_gmm
 
@@ -109,3 +116,19 @@ def test_fit_from_given_labels_and_bad_init(digits):
         x, autoencoder_params=first.autoencoder_params_, init_labels=y[:-1])
   with pytest.raises(ValueError, match="init must be"):
     DEC(10, init="spectral")
+
+
+def test_n2d_experiment_adds_the_manifold_row(tmp_path):
+  # The autoencoder and batch sizes of SMALL: DEC's pretraining and clustering steps compiled
+  # by the tests above serve this run too.
+  overrides = {"dataset": "digits", "limit": "400", "seeds": "(0,)", "hidden_dims": "(64, 10)",
+               "pretrain_epochs": "2", "pretrain_batch_size": "64", "batch_size": "64",
+               "max_iter": "5", "update_interval": "5", "kmeans_n_init": "2",
+               "n2d_neighbors": "10", "idec": "True", "verbose": "False"}
+  result = experiments.run("clustering/n2d_fashion_mnist", tmp_path, overrides)
+  for method in ("kmeans_pixels", "autoencoder_kmeans", "autoencoder_umap_gmm", "dec", "idec"):
+    assert 0.0 < result[f"{method}_acc_mean"] <= 1.0
+  saved = json.loads((tmp_path / "seed_0.json").read_text())
+  assert saved["settings"]["init"] == "n2d" and saved["settings"]["dataset"] == "digits"
+  # Even on a 2-epoch autoencoder N2D is well above chance (~0.13 for random labels here).
+  assert {r["method"]: r["acc"] for r in saved["rows"]}["autoencoder_umap_gmm"] > 0.25

@@ -11,9 +11,16 @@ from ycng_jax import experiments
 from tiny_runs import final_metrics as _final, run_tiny as _run
 
 
+# One CNN for sequential_cnn and feature_extraction (same layers, CNN's default dropout, Adam at
+# 2e-3 on a cosine schedule): the feature-extraction run finds the CNN's init, train and eval
+# steps compiled by the sequential_cnn run and compiles only its feature function.
+SHARED_CNN = {"optimizer.learning_rate": 2e-3, "optimizer.schedule": "cosine"}
+OVERRIDES = {"topic1/sequential_cnn": {"model.kwargs.dropout": 0.25}}
+
+
 @pytest.mark.parametrize("name", ["topic1/sequential_mlp", "topic1/sequential_cnn"])
 def test_sequential_models(name, tmp_path):
-  result = _run(name, tmp_path)
+  result = _run(name, tmp_path, **OVERRIDES.get(name, {}))
   assert result["test_accuracy"] > 0.3  # 10 classes: chance is 0.1; 9 steps of training
   assert _final(tmp_path)["test_accuracy"] == result["test_accuracy"]
   for f in ("config.json", "results.json", "curves.png", "history.csv"):
@@ -39,7 +46,7 @@ def test_functional_dag_shares_the_nested_encoder():
 
 
 def test_feature_extraction_leaves_params_unchanged(tmp_path):
-  result = _run("topic1/feature_extraction", tmp_path, probe_examples=512)
+  result = _run("topic1/feature_extraction", tmp_path, probe_examples=512, **SHARED_CNN)
   assert result["params_unchanged"] and result["feature_dim"] == 128
   assert result["probe_test_accuracy"] > 0.5
 

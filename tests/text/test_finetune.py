@@ -25,7 +25,8 @@ WORDS = ("good", "bad", "great", "awful", "movie", "film", "plot", "corn", "grai
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-  return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), layers=1)  # one layer: compiles fast
+  # One layer compiles fast; numpy draws the weights (Flax's eager init compiles per shape).
+  return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), layers=1, numpy_init=True)
 
 
 def _sentences(n, seed):
