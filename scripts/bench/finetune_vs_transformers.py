@@ -12,6 +12,15 @@ validation micro-F1 each model reaches at its best global threshold (same code f
 time (all threads of the process) is printed too: on a shared, oversubscribed machine it is the
 steadier figure.
 
+Both start from the same classification head (``--head-init shared``, the default): one seeded
+numpy draw (normal, std ``initializer_range``, bias 0) put into both models. After one short epoch
+the texts have taught neither model much yet (both score below the label frequencies used as
+scores, printed too): each label's logit is set by the random head more than by the text, and
+micro-F1 at one global threshold says which labels the draw happened to put on top. With each
+framework drawing its own head (``--head-init own``) the two F1s differed by 2x for that reason
+alone, with equal losses (docs/text_classification.md, "Speed against transformers"); from a
+shared head the two models' validation logits correlate at 0.995 (printed).
+
   pip install accelerate   # transformers' Trainer needs it
   python scripts/bench/finetune_vs_transformers.py [--n 2000] [--val 1000] [--threads 2]
 """
@@ -38,8 +47,21 @@ def load_data(n: int, n_val: int):
   return task, take("train", n), take("validation", n_val)
 
 
-def ours(args, task, train, val) -> tuple[float, float, float, np.ndarray]:
-  """(wall seconds of the epoch, CPU seconds, seconds spent compiling, validation logits)."""
+def shared_head(folder: str, num_labels: int, seed: int) -> dict[str, np.ndarray]:
+  """A classification head both sides start from: kernel (hidden, labels) drawn as BERT's
+  initializer does (normal, std ``initializer_range``), bias 0."""
+  import json
+  with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+    config = json.load(f)
+  rng = np.random.default_rng(seed)
+  kernel = rng.normal(0.0, config.get("initializer_range", 0.02),
+                      (config["hidden_size"], num_labels)).astype(np.float32)
+  return {"kernel": kernel, "bias": np.zeros(num_labels, np.float32)}
+
+
+def ours(args, task, train, val, head=None) -> tuple[float, float, float, np.ndarray]:
+  """(wall seconds of the epoch, CPU seconds, seconds spent compiling, validation logits);
+  ``head``: the classifier's initial kernel and bias (else the trainer's seeded draw)."""
   import jax
   from ycng_jax.data.text import load_tokenizer
   from ycng_jax.text import finetune
@@ -58,6 +80,10 @@ def ours(args, task, train, val) -> tuple[float, float, float, np.ndarray]:
   arrays = {"train": train, "validation": val, "test": val}
   loaders, orders = finetune.make_loaders(config, mesh, tokenizer, arrays, pair=False)
   trainer = finetune.build_trainer(config, bert_config, mesh, loaders["train"], folder)
+  if head is not None:
+    params = {**trainer.state.params, "classifier": head}
+    trainer.state = trainer.state.replace(
+        params=jax.device_put(params, trainer.state_sharding.params))
   before = sum(compile_seconds)
   start, cpu = time.perf_counter(), time.process_time()
   history = trainer.fit(loaders["train"], epochs=1, verbose=0)
@@ -70,8 +96,9 @@ def ours(args, task, train, val) -> tuple[float, float, float, np.ndarray]:
   return seconds, cpu, compiled, logits
 
 
-def theirs(args, task, train, val) -> tuple[float, float, np.ndarray]:
-  """(wall and CPU seconds of ``Trainer.train()``, validation logits), transformers' BERT."""
+def theirs(args, task, train, val, head=None) -> tuple[float, float, np.ndarray]:
+  """(wall and CPU seconds of ``Trainer.train()``, validation logits), transformers' BERT;
+  ``head`` as in ``ours``."""
   import torch
   import transformers
   from ycng_jax.models.hf_weights import resolve_model_folder
@@ -82,6 +109,10 @@ def theirs(args, task, train, val) -> tuple[float, float, np.ndarray]:
   model = transformers.AutoModelForSequenceClassification.from_pretrained(
       folder, num_labels=len(names), problem_type="multi_label_classification",
       id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+  if head is not None:
+    with torch.no_grad():  # torch's Linear keeps the kernel as (out, in)
+      model.classifier.weight.copy_(torch.from_numpy(head["kernel"].T.copy()))
+      model.classifier.bias.copy_(torch.from_numpy(head["bias"]))
 
   def dataset(split):
     encoded = tokenizer(list(split["text"]), truncation=True, max_length=args.max_length,
@@ -127,6 +158,10 @@ def main() -> None:
                       help="ours only; transformers stays float32")
   parser.add_argument("--threads", type=int, default=os.cpu_count(),
                       help="CPU threads of each framework (XLA:CPU and torch)")
+  parser.add_argument("--head-init", default="shared", choices=["shared", "own"],
+                      help="shared: both start from one seeded head (compares training); own: "
+                      "each framework's seeded draw (the F1s then differ by the draw)")
+  parser.add_argument("--seed", type=int, default=0, help="of the shared head")
   parser.add_argument("--only", choices=["ours", "theirs"], help="run one side")
   args = parser.parse_args()
   set_cpu_threads(args.threads)
@@ -134,25 +169,39 @@ def main() -> None:
   task, train, val = load_data(args.n, args.val)
   print(f"{len(train['text'])} train / {len(val['text'])} validation texts, "
         f"{len(task.label_names)} labels, batch {args.batch_size}, max length {args.max_length}, "
-        f"{args.threads} threads")
+        f"{args.threads} threads, head init {args.head_init}")
+  head = None
+  if args.head_init == "shared":
+    from ycng_jax.models.hf_weights import resolve_model_folder
+    head = shared_head(resolve_model_folder("all-MiniLM-L6-v2"), len(task.label_names), args.seed)
   f1 = lambda logits: fm.best_threshold(val["label"], fm.sigmoid(logits), "f1")[1]
   val_loss = lambda logits: fm.mean_loss("multi_label_classification", logits, val["label"])
-  results = {}
+  # What F1 a model reaches that learned only how often each label occurs: the bar that says
+  # whether the texts have taught either model anything yet.
+  prior = np.broadcast_to(train["label"].mean(0), val["label"].shape)
+  print(f"label frequencies of the training texts as scores: validation micro-F1 "
+        f"{fm.best_threshold(val['label'], prior, 'f1')[1]:.4f}")
+  results, all_logits = {}, {}
   if args.only != "theirs":
-    seconds, cpu, compiled, logits = ours(args, task, train, val)
-    results["ours"] = (seconds, cpu)
+    seconds, cpu, compiled, logits = ours(args, task, train, val, head)
+    results["ours"], all_logits["ours"] = (seconds, cpu), logits
     print(f"ours:         {seconds:7.1f} s wall ({seconds - compiled:.1f} s without "
           f"{compiled:.1f} s of compiles), {cpu:7.1f} s CPU, validation micro-F1 "
           f"{f1(logits):.4f}, loss {val_loss(logits):.4f}", flush=True)
   if args.only != "ours":
-    seconds, cpu, logits = theirs(args, task, train, val)
-    results["theirs"] = (seconds, cpu)
+    seconds, cpu, logits = theirs(args, task, train, val, head)
+    results["theirs"], all_logits["theirs"] = (seconds, cpu), logits
     print(f"transformers: {seconds:7.1f} s wall, {cpu:7.1f} s CPU, validation micro-F1 "
           f"{f1(logits):.4f}, loss {val_loss(logits):.4f}", flush=True)
   if len(results) == 2:
     (ours_wall, ours_cpu), (their_wall, their_cpu) = results["ours"], results["theirs"]
     print(f"ratio (transformers / ours): wall {their_wall / ours_wall:.2f}x, "
           f"CPU {their_cpu / ours_cpu:.2f}x")
+    # Dropout and the shuffle differ, so the logits cannot be equal; from a shared head they
+    # should still move together (from different heads they do not).
+    a, b = all_logits["ours"], all_logits["theirs"]
+    print(f"validation logits: correlation {np.corrcoef(a.ravel(), b.ravel())[0, 1]:.4f}, "
+          f"max abs difference {np.abs(a - b).max():.4f}")
 
 
 if __name__ == "__main__":
