@@ -49,5 +49,7 @@ def pytest_sessionfinish(session):
 
 
 if __name__ == "__main__":
-  rows = [row for path in glob.glob(f"{sys.argv[1]}.*") for row in json.load(open(path))]
+  # Only the files the processes wrote (PREFIX.<pid>): a log beside them must not be read.
+  paths = [p for p in glob.glob(f"{sys.argv[1]}.*") if p.rsplit(".", 1)[1].isdigit()]
+  rows = [row for path in paths for row in json.load(open(path, encoding="utf-8"))]
   print(summary(rows))
