@@ -156,13 +156,9 @@ def run(args, texts: list[str], warm: list[str], folder: str) -> list[dict]:
 
 def pair_lengths(classifier, texts: list[str], labels: list[str]) -> list[int]:
   """Tokens of every (text, hypothesis) pair, truncated as both sides truncate them."""
-  from tokenizers import Tokenizer  # pylint: disable=import-outside-toplevel
-
-  from ycng_jax.text.zero_shot import hypotheses  # pylint: disable=import-outside-toplevel
-  tokenizer = Tokenizer.from_str(classifier.tokenizer.to_str())
-  tokenizer.enable_truncation(max_length=classifier.max_length, strategy="only_first")
+  from ycng_jax.text.zero_shot import hypotheses, pair_tokenizer  # pylint: disable=import-outside-toplevel
   pairs = [(t, h) for t in texts for h in hypotheses(labels)]
-  return [len(e.ids) for e in tokenizer.encode_batch(pairs)]
+  return [len(e.ids) for e in pair_tokenizer(classifier).encode_batch(pairs)]
 
 
 if __name__ == "__main__":

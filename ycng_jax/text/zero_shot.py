@@ -212,13 +212,19 @@ def entailment_scores(logits: np.ndarray, entail: int, multi_label: bool) -> np.
   return softmax(logits[..., entail], axis=1).astype(np.float32)
 
 
+def pair_tokenizer(classifier):
+  """A copy of ``classifier``'s tokenizer that truncates a (text, hypothesis) pair as
+  transformers' pipeline does: the text only (TruncationStrategy.ONLY_FIRST), to max_length."""
+  from tokenizers import Tokenizer
+  tokenizer = Tokenizer.from_str(classifier.tokenizer.to_str())
+  tokenizer.enable_truncation(max_length=classifier.max_length, strategy="only_first")
+  return tokenizer
+
+
 def _entailment_logits(classifier, texts: list[str], hyps: list[str], batch_size: int,
                        stacklevel: int) -> np.ndarray:
   """(texts, labels, classes) logits of every (text, hypothesis) pair in packed forward passes."""
-  from tokenizers import Tokenizer
-  tokenizer = Tokenizer.from_str(classifier.tokenizer.to_str())
-  # transformers' pipeline truncates only the text (TruncationStrategy.ONLY_FIRST).
-  tokenizer.enable_truncation(max_length=classifier.max_length, strategy="only_first")
+  tokenizer = pair_tokenizer(classifier)
   pairs = [(t, h) for t in texts for h in hyps]
   try:
     encodings = tokenizer.encode_batch(pairs, add_special_tokens=True)
