@@ -50,12 +50,11 @@ def load_data(n: int, n_val: int):
 def shared_head(folder: str, num_labels: int, seed: int) -> dict[str, np.ndarray]:
   """A classification head both sides start from: kernel (hidden, labels) drawn as BERT's
   initializer does (normal, std ``initializer_range``), bias 0."""
-  import json
-  with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-    config = json.load(f)
+  from ycng_jax.models.bert import BertConfig
+  config = BertConfig.from_hf(folder)
   rng = np.random.default_rng(seed)
-  kernel = rng.normal(0.0, config.get("initializer_range", 0.02),
-                      (config["hidden_size"], num_labels)).astype(np.float32)
+  kernel = rng.normal(0.0, config.initializer_range,
+                      (config.hidden_size, num_labels)).astype(np.float32)
   return {"kernel": kernel, "bias": np.zeros(num_labels, np.float32)}
 
 
