@@ -217,3 +217,31 @@ def test_recall_at_k_on_hand_made_vectors():
                          np.asarray([0.7, 0.55, 0.5, 0.3]), np.asarray([1, 0, 1, 0]))
   assert 0.4 < metrics["threshold"] < 0.6
   assert metrics["roc_auc"] == 0.75 and set(metrics) >= {"accuracy", "f1", "average_precision"}
+
+
+def test_positives_group_ids_without_fixed_width_copies():
+  """Equal texts share ids, and a long text costs its own size, not rows x its size.
+
+  The ids once came from np.unique(texts.astype(str)): a unicode array as wide as the longest
+  text for every row, 13 GB on the full debian_synopses split (the run was OOM-killed).
+  """
+  import tracemalloc  # pylint: disable=import-outside-toplevel
+  from ycng_jax.text.biencoder_experiment import positives  # pylint: disable=import-outside-toplevel
+  long_text = "x" * 1_000_000
+  extra = 40  # more positives: the old copy would be 44 x 4 MB wide
+  split = {"text": np.array(["s0", "s1", "s2", "s0"] + [f"t{i}" for i in range(extra)],
+                            dtype=object),
+           "text_b": np.array(["d0", "d1", long_text, "d1"] + [f"d{i}" for i in range(extra)],
+                              dtype=object),
+           "label": np.ones(4 + extra, np.int64),
+           "group": np.array(["g0", "g0", "g1", "g2"] + ["g"] * extra, dtype=object)}
+  tracemalloc.start()
+  out = positives(split)
+  peak = tracemalloc.get_traced_memory()[1]
+  tracemalloc.stop()
+  assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB for 44 texts"
+  group, first, second = out["group"].T
+  assert list(out["text"][:4]) == ["s0", "s1", "s2", "s0"]
+  assert group[0] == group[1] != group[2] != group[3] != group[0]
+  assert first[0] == first[3] and len({first[0], first[1], first[2]}) == 3
+  assert second[1] == second[3] and len({second[0], second[1], second[2]}) == 3

@@ -21,6 +21,7 @@ cosine of positive and negative pairs, base vs fine-tuned), ``metrics.jsonl``, `
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import Any
@@ -114,8 +115,15 @@ def load(config):
 
 
 def _ids(values: np.ndarray) -> np.ndarray:
-  """Equal values, equal int32 ids."""
-  return np.unique(np.asarray(values).astype(str), return_inverse=True)[1].astype(np.int32)
+  """Equal values, equal int32 ids (in order of first appearance).
+
+  A dict, not ``np.unique(values.astype(str))``: that copies the texts into a fixed-width
+  array as wide as the longest one (debian_synopses: 41k descriptions, one of 81k characters,
+  13 GB).
+  """
+  index: dict[str, int] = {}
+  return np.fromiter((index.setdefault(str(v), len(index)) for v in values), np.int32,
+                     count=len(values))
 
 
 def positives(split: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -156,8 +164,8 @@ def held_out_pairs(task, config) -> tuple[list[str], list[str]]:
                            limit=config.limit)
     return [str(t) for t in pairs["synopsis"]], [str(t) for t in pairs["description"]]
   test = positives(task.splits["test"])
-  first, counts = np.unique(test["text"].astype(str), return_counts=True)
-  once = set(first[counts == 1])
+  counts = collections.Counter(str(t) for t in test["text"])
+  once = {t for t, n in counts.items() if n == 1}
   keep = [i for i, t in enumerate(test["text"]) if str(t) in once]
   return [str(test["text"][i]) for i in keep], [str(test["text_b"][i]) for i in keep]
 
