@@ -37,6 +37,12 @@ def random_variables(seed=0):
   return flax.traverse_util.unflatten_dict(out)
 
 
+def _normal(seed, shape):
+  """numpy's draw: an eager jax.random.normal of a rank-4 shape compiles for ~2 CPU-s
+  (scripts/bench/threefry_compile.py)."""
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def variables():
   return random_variables()
@@ -66,7 +72,7 @@ def test_shifted_depthwise_equals_grouped_conv():
 
 
 def test_depthwise_implementations_share_parameters_and_results(variables):
-  images = jax.random.normal(jax.random.key(5), (2, 32, 32, 3))
+  images = _normal(5, (2, 32, 32, 3))
   feats = lambda impl: jit_apply(EfficientNetLite(depthwise_impl=impl))(
       variables, images, return_features=("stage3",))["stage3"]
   np.testing.assert_allclose(feats("shifted"), feats("conv"), rtol=1e-4, atol=1e-4)
@@ -80,7 +86,7 @@ def test_parameter_count_is_lite0(variables):
   assert set(variables) == {"params", "batch_stats"}
 
 
-IMAGES = np.random.default_rng(1).normal(size=(2, 64, 48, 3)).astype(np.float32)
+IMAGES = _normal(1, (2, 64, 48, 3))
 FEATURES = ("stem", "stage2", "stage3", "stage5", "head", "pooled", "logits")
 
 
@@ -130,7 +136,7 @@ def test_bad_requests_say_what_is_wrong(variables):
 
 
 def test_train_mode_updates_batch_stats_and_uses_dropout(variables):
-  images = jax.random.normal(jax.random.key(2), (4, 32, 32, 3))
+  images = _normal(2, (4, 32, 32, 3))
   apply = jit_apply(EfficientNetLite())
   run = lambda seed: apply(variables, images, train=True, mutable="batch_stats",
                            rngs={"dropout": jax.random.key(seed)})
@@ -150,7 +156,7 @@ def test_train_mode_updates_batch_stats_and_uses_dropout(variables):
 def test_bfloat16_compute_stays_close_to_float32(variables):
   # The float32 program is test_depthwise_implementations_share_parameters_and_results's
   # (same shapes and request): compiled once for the file.
-  images = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
+  images = _normal(3, (2, 32, 32, 3))
   request = ("stage3",)
   full = jit_apply(EfficientNetLite())(variables, images, return_features=request)["stage3"]
   half = jit_apply(EfficientNetLite(dtype=jnp.bfloat16))(variables, images,
