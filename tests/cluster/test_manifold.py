@@ -84,9 +84,13 @@ SMALL = dict(hidden_dims=(64, 10), pretrain_epochs=3, pretrain_batch_size=64, ba
 
 
 def test_dec_starts_from_n2d_clusters(digits):
-  x, y = digits
+  # The N2D experiment's 400 rows (test below): UMAP runs twice here, and the embedding's
+  # k-means program is the experiment's. 20 pretraining epochs (140 steps, SMALL's 3 on all
+  # rows are 87): N2D's accuracy 0.76, against 0.55 on all rows after 3 epochs.
+  x, y = digits[0][:400], digits[1][:400]
   # max_iter=0: no clustering step, so the centres are exactly where DEC starts.
-  dec = DEC(10, seed=0, max_iter=0, init="n2d", n2d_neighbors=15, **SMALL).fit(x)
+  dec = DEC(10, seed=0, max_iter=0, init="n2d", n2d_neighbors=15,
+            **{**SMALL, "pretrain_epochs": 20}).fit(x)
   z = dec.transform(x)
   expected, _ = umap_gmm(z, 10, n_neighbors=15, seed=0)
   np.testing.assert_array_equal(dec.init_labels_, expected)

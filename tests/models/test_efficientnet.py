@@ -37,6 +37,12 @@ def random_variables(seed=0):
   return flax.traverse_util.unflatten_dict(out)
 
 
+def _normal(seed, shape):
+  """numpy's draw: an eager jax.random.normal of a rank-4 shape compiles for ~2 CPU-s
+  (scripts/bench/threefry_compile.py)."""
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def variables():
   return random_variables()
@@ -66,7 +72,7 @@ def test_shifted_depthwise_equals_grouped_conv():
 
 
 def test_depthwise_implementations_share_parameters_and_results(variables):
-  images = jax.random.normal(jax.random.key(5), (2, 32, 32, 3))
+  images = _normal(5, (2, 32, 32, 3))
   feats = lambda impl: jit_apply(EfficientNetLite(depthwise_impl=impl))(
       variables, images, return_features=("stage3",))["stage3"]
   np.testing.assert_allclose(feats("shifted"), feats("conv"), rtol=1e-4, atol=1e-4)
@@ -80,30 +86,41 @@ def test_parameter_count_is_lite0(variables):
   assert set(variables) == {"params", "batch_stats"}
 
 
-def test_output_shapes_with_and_without_top(variables):
-  images = jnp.ones((2, 64, 48, 3))
-  logits = jit_apply(EfficientNetLite())(variables, images)
-  assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
-  backbone = {"params": {k: v for k, v in variables["params"].items() if k != "classifier"},
-              "batch_stats": variables["batch_stats"]}
-  pooled = jit_apply(EfficientNetLite(include_top=False))(backbone, images)
+IMAGES = _normal(1, (2, 64, 48, 3))
+FEATURES = ("stem", "stage2", "stage3", "stage5", "head", "pooled", "logits")
+
+
+@pytest.fixture(scope="module")
+def outputs(variables):
+  """The full model's features and the two headless variants' outputs, from one jitted program:
+  XLA merges the three identical backbones, so it compiles about as long as one model (~4
+  CPU-s instead of ~3 each)."""
+  def run(variables, images):
+    backbone = {"params": {k: v for k, v in variables["params"].items() if k != "classifier"},
+                "batch_stats": variables["batch_stats"]}
+    return (EfficientNetLite().apply(variables, images, return_features=FEATURES),
+            EfficientNetLite(include_top=False).apply(backbone, images),
+            EfficientNetLite(include_top=False, pooling=None).apply(backbone, images))
+  return jax.jit(run)(variables, IMAGES)
+
+
+def test_output_shapes_with_and_without_top(outputs):
+  feats, pooled, feature_map = outputs
+  assert feats["logits"].shape == (2, 1000) and feats["logits"].dtype == jnp.float32
   assert pooled.shape == (2, 1280)
-  feature_map = jit_apply(EfficientNetLite(include_top=False, pooling=None))(backbone, images)
   assert feature_map.shape == (2, 2, 2, 1280)
   np.testing.assert_allclose(pooled, feature_map.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(pooled, feats["pooled"], rtol=1e-5, atol=1e-6)
 
 
-def test_features_dict_shapes_and_early_exit(variables):
-  images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-  apply = jit_apply(EfficientNetLite())
-  feats = apply(variables, images, return_features=("stem", "stage2", "stage3", "stage5", "head",
-                                                    "pooled", "logits"))
+def test_features_dict_shapes_and_early_exit(variables, outputs):
+  feats = outputs[0]
   assert {k: v.shape for k, v in feats.items()} == {
-      "stem": (2, 32, 32, 32), "stage2": (2, 16, 16, 24), "stage3": (2, 8, 8, 40),
-      "stage5": (2, 4, 4, 112), "head": (2, 2, 2, 1280), "pooled": (2, 1280), "logits": (2, 1000)}
+      "stem": (2, 32, 24, 32), "stage2": (2, 16, 12, 24), "stage3": (2, 8, 6, 40),
+      "stage5": (2, 4, 3, 112), "head": (2, 2, 2, 1280), "pooled": (2, 1280), "logits": (2, 1000)}
   np.testing.assert_allclose(feats["pooled"], feats["head"].mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
-  early = apply(variables, images, return_features=("stage2",))
-  assert list(early) == ["stage2"] and early["stage2"].shape == (2, 16, 16, 24)
+  early = jit_apply(EfficientNetLite())(variables, IMAGES, return_features=("stage2",))
+  assert list(early) == ["stage2"] and early["stage2"].shape == (2, 16, 12, 24)
   # The early exit computes the same values as the full run up to that stage.
   np.testing.assert_allclose(early["stage2"], feats["stage2"], rtol=1e-5, atol=1e-5)
 
@@ -119,7 +136,7 @@ def test_bad_requests_say_what_is_wrong(variables):
 
 
 def test_train_mode_updates_batch_stats_and_uses_dropout(variables):
-  images = jax.random.normal(jax.random.key(2), (4, 32, 32, 3))
+  images = _normal(2, (4, 32, 32, 3))
   apply = jit_apply(EfficientNetLite())
   run = lambda seed: apply(variables, images, train=True, mutable="batch_stats",
                            rngs={"dropout": jax.random.key(seed)})
@@ -139,7 +156,7 @@ def test_train_mode_updates_batch_stats_and_uses_dropout(variables):
 def test_bfloat16_compute_stays_close_to_float32(variables):
   # The float32 program is test_depthwise_implementations_share_parameters_and_results's
   # (same shapes and request): compiled once for the file.
-  images = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
+  images = _normal(3, (2, 32, 32, 3))
   request = ("stage3",)
   full = jit_apply(EfficientNetLite())(variables, images, return_features=request)["stage3"]
   half = jit_apply(EfficientNetLite(dtype=jnp.bfloat16))(variables, images,

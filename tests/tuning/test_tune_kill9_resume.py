@@ -31,8 +31,11 @@ def checkpointed(trial_dir):
   return backup.is_dir() and any(p.name.isdigit() for p in backup.iterdir())
 
 
-@pytest.mark.parametrize("algorithm", ["random", "hyperband"])
+@pytest.mark.parametrize("algorithm", [pytest.param("random", marks=pytest.mark.slow),
+                                       "hyperband"])
 def test_kill9_then_resume(tmp_path, algorithm):
+  """[random] is in `-m slow` (~15 CPU-s with its subprocesses): [hyperband] runs the same
+  retry and resume code, and its pruner besides; random search differs only by never pruning."""
   study_dir = tmp_path / "study"
   proc = subprocess.Popen(tune_command(study_dir, algorithm), env=env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)

@@ -12,6 +12,8 @@ from ycng_jax.train.mesh import make_mesh
 from ycng_jax.vision import pairs as P
 from ycng_jax.vision import siamese as S
 
+from numpy_variables import numpy_variables  # Flax's eager init compiles a sampler per shape
+
 KW = dict(features=(4,), dense=8, embedding_dim=3)
 
 
@@ -23,7 +25,7 @@ def _inputs(n=4, seed=0):
 def test_one_param_tree_shared_by_every_branch():
   a, b, c = _inputs()
   model = SiameseNetwork(**KW)
-  params = model.init(jax.random.PRNGKey(0), a, b)["params"]
+  params = numpy_variables(model, a, b)["params"]
   assert list(params) == ["tower"]
   assert set(params["tower"]) == {"conv_0", "dense", "embedding"}
   # the same tree serves one, two and three inputs
@@ -39,7 +41,7 @@ def test_one_param_tree_shared_by_every_branch():
 def test_gradients_flow_through_both_branches():
   a, b, _ = _inputs()
   model = SiameseNetwork(**KW)
-  params = model.init(jax.random.PRNGKey(0), a, b)["params"]
+  params = numpy_variables(model, a, b)["params"]
 
   def branch_loss(p, which):
     ea, eb = model.apply({"params": p}, a, b)
@@ -59,7 +61,7 @@ def test_gradients_flow_through_both_branches():
 def test_unnormalised_embeddings_and_shape_errors():
   a, b, _ = _inputs()
   model = SiameseNetwork(**KW, normalize=False)
-  params = model.init(jax.random.PRNGKey(0), a)["params"]
+  params = numpy_variables(model, a)["params"]
   assert not np.allclose(np.linalg.norm(model.apply({"params": params}, a), axis=1), 1.0)
   with pytest.raises(ValueError, match="same shape"):
     model.apply({"params": params}, a, b[:2])

@@ -12,6 +12,8 @@ from ycng_jax.train.trainer import Trainer, peek
 from ycng_jax.data.pipeline import Loader
 from ycng_jax.vision import transfer as tl
 
+from numpy_variables import numpy_variables
+
 TINY = LITE0_STAGES[:2]  # a small random-init backbone: freezing does not need real weights
 
 
@@ -68,9 +70,11 @@ def test_frozen_parameters_stay_bit_identical():
 
 def test_scratch_batch_norm_trains_but_transfer_keeps_inference_mode():
   x = tl.image_preprocess(32)({"image": _images(8)["image"]})["image"]
+  # Both modules have the same variables; numpy draws them (a compiled Flax init of the conv
+  # kernels costs seconds: scripts/bench/threefry_compile.py).
+  variables = numpy_variables(tl.TransferNet(10, stages=TINY), x)
   for bn_train, moves in ((True, True), (False, False)):
     model = tl.TransferNet(10, backbone_bn_train=bn_train, stages=TINY)
-    variables = jax.jit(model.init)(jax.random.key(0), x)
     _, updated = jax.jit(lambda v, x, m=model: m.apply(
         v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)}))(
             variables, x)
