@@ -43,6 +43,11 @@ def test_jsonl_single_label_split_by_group_and_seeded(tmp_path):
   small = load_task(path, limit=10)
   assert {len(s["label"]) for s in small.splits.values()} == {10}
   assert set(small.splits["train"]["text"]) <= set(train["text"])
+  fewer = load_task(path, train_limit=10)
+  assert len(fewer.splits["train"]["label"]) == 10 and fewer.info["train_limit"] == 10
+  assert set(fewer.splits["train"]["text"]) <= set(train["text"])
+  for held_out in ("validation", "test"):
+    assert list(fewer.splits[held_out]["text"]) == list(task.splits[held_out]["text"])
 
 
 def test_csv_multi_label_pairs_with_a_test_file(tmp_path):

@@ -59,6 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.test_fraction = 0.2
   c.min_label_count = 0             # multi-label: keep labels with at least this many examples
   c.limit = 0                       # 0: all examples; >0 the first N (quick runs)
+  c.train_limit = 0                 # >0: a seeded N of the training split only (the held-out
+                                    # splits stay whole)
   c.model = "all-MiniLM-L6-v2"      # a packaged model name or a Hugging Face BERT folder
   c.max_length = 128                # tokens per text (pair) after truncation
   c.buckets = (16, 32, 64, 128)     # padded lengths (capped at max_length): one compile each
@@ -100,6 +102,7 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   whole_number("config.eval_batch_size", config.eval_batch_size, 1)
   whole_number("config.max_length", config.max_length, 2)
   whole_number("config.limit", config.limit, 0)
+  whole_number("config.train_limit", config.train_limit, 0)
   whole_number("config.min_label_count", config.min_label_count, 0)
   whole_number("config.early_stopping_patience", config.early_stopping_patience, 0)
   whole_number("config.log_every_steps", config.log_every_steps, 1)
@@ -130,7 +133,8 @@ def load(config):
                    test_file=config.test_file or None,
                    validation_fraction=config.validation_fraction,
                    test_fraction=config.test_fraction, seed=config.seed,
-                   min_label_count=config.min_label_count, limit=config.limit)
+                   min_label_count=config.min_label_count, limit=config.limit,
+                   train_limit=config.train_limit)
 
 
 def split_arrays(task, split: str) -> dict[str, np.ndarray]:

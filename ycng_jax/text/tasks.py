@@ -67,7 +67,7 @@ class TextTask:
 def load_task(dataset: str | os.PathLike, *, problem_type: str | None = None,
               test_file: str | os.PathLike | None = None, validation_fraction: float = 0.1,
               test_fraction: float = 0.2, seed: int = 0, min_label_count: int = 0,
-              limit: int = 0) -> TextTask:
+              limit: int = 0, train_limit: int = 0) -> TextTask:
   """The task ``dataset`` names: a built-in name or a task file (see the module doc).
 
   Splits are drawn with ``seed``, keeping each ``group`` in one split. A file without
@@ -76,7 +76,9 @@ def load_task(dataset: str | os.PathLike, *, problem_type: str | None = None,
   ``validation_fraction`` of the training data; built-in data sets keep their test split.
   ``min_label_count`` keeps the labels with at least that many training examples (examples of
   a dropped single label go; multi-label examples stay, maybe with no label left). ``limit``
-  keeps a seeded sample of at most that many examples in each split, for quick runs.
+  keeps a seeded sample of at most that many examples in each split, for quick runs;
+  ``train_limit`` one of the training split only (before ``min_label_count``), so that a run
+  on less training data is still judged on the whole held-out split.
   """
   validation_fraction = checks.real_number("validation_fraction", validation_fraction, 0, 1)
   test_fraction = checks.real_number("test_fraction", test_fraction, 0, 1)
@@ -86,6 +88,7 @@ def load_task(dataset: str | os.PathLike, *, problem_type: str | None = None,
   seed = checks.check_seed(seed) % 2**64  # numpy's generators take non-negative seeds
   min_label_count = checks.whole_number("min_label_count", min_label_count, 0)
   limit = checks.whole_number("limit", limit, 0)
+  train_limit = checks.whole_number("train_limit", train_limit, 0)
   if problem_type is not None and problem_type not in PROBLEM_TYPES:
     raise UserError(f"problem_type must be one of {', '.join(PROBLEM_TYPES)} (or None to "
                     f"infer it), got {problem_type!r}.")
@@ -106,6 +109,11 @@ def load_task(dataset: str | os.PathLike, *, problem_type: str | None = None,
                     f"task file ({task_files.FORMATS}).")
   task.splits = {name: _take(split, splitting.seeded_subset(len(split["label"]), limit, seed))
                  for name, split in task.splits.items()}
+  if train_limit:
+    train = task.splits["train"]
+    task.splits["train"] = _take(train, splitting.seeded_subset(len(train["label"]),
+                                                                train_limit, seed))
+    task.info["train_limit"] = train_limit
   if min_label_count:
     _keep_frequent_labels(task, min_label_count)
   if not len(task.splits["train"]["label"]):
