@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from pg_server import Server
+from ycng_jax.tuning.study import make_storage
 
 QUADRATIC = str(pathlib.Path(__file__).with_name("quadratic.py"))
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def test_three_workers_one_killed(tmp_path, postgres_url):
        "--workers", "3", "--objective", "score", "--storage", postgres_url, "--study-dir",
        str(study_dir), "--config.seconds=3", "--config.wait_for_workers=3"],
       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  storage = optuna.storages.RDBStorage(postgres_url)
+  storage = make_storage(postgres_url, study_dir)  # races the workers to create the tables
   deadline, victim = time.time() + 300, None
   while victim is None:  # a child worker that is running a trial
     assert main.poll() is None and time.time() < deadline, main.communicate()
@@ -93,3 +94,34 @@ def test_two_workers_on_the_default_journal(tmp_path):
   assert len({pid for _, pid in starts}) == 2
   rows = (study_dir / "results.csv").read_text().splitlines()[1:]
   assert len(rows) == 4 and all(",COMPLETE," in row for row in rows)
+
+
+def test_workers_that_start_together_on_a_fresh_database(postgres_url):
+  """Six workers opening one new database at once: each creates Optuna's tables if missing,
+  and the losers of that race once stopped with "duplicate key value violates unique
+  constraint" (seen in the three-worker test on a busy machine)."""
+  import threading  # pylint: disable=import-outside-toplevel
+  import psycopg  # pylint: disable=import-outside-toplevel
+  failures = []
+  for attempt in range(3):
+    name = f"fresh_{attempt}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+      connection.execute(f"CREATE DATABASE {name}")
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    start = threading.Barrier(6)
+
+    def open_storage():
+      start.wait()
+      try:
+        make_storage(url, pathlib.Path("unused"))
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append(repr(e))
+
+    threads = [threading.Thread(target=open_storage) for _ in range(6)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+  assert not failures, failures
+  storage = make_storage(url, pathlib.Path("unused"))
+  assert optuna.create_study(storage=storage, study_name="after").study_name == "after"

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import socket
+import time
 import warnings
 from typing import Any
 
@@ -48,6 +49,18 @@ def make_pruner(algorithm: str, max_epochs: int | None) -> optuna.pruners.BasePr
   return optuna.pruners.NopPruner()
 
 
+_SCHEMA_RACE_ATTEMPTS = 5
+
+
+def _lost_schema_race(error: Exception) -> bool:
+  """Whether ``RDBStorage`` failed because another process created Optuna's tables at the same
+  moment (workers started together on a new database): PostgreSQL's unique violation on its
+  catalog, or SQLite's "already exists". Opening again finds the tables."""
+  text = str(error)
+  return ("IntegrityError" in type(error).__name__ or "UniqueViolation" in text
+          or "already exists" in text)
+
+
 def make_storage(storage: str | None, study_dir: pathlib.Path, heartbeat: tuple[int, int] = (30, 120),
                  on_stale=None):
   """The default is an Optuna journal file in the study dir (several local processes may share
@@ -66,18 +79,23 @@ def make_storage(storage: str | None, study_dir: pathlib.Path, heartbeat: tuple[
     raise UserError(f"--storage must be a database URL such as sqlite:///study.db or "
                     f"postgresql://user@host/db, got {storage!r}; leave it out for a journal file "
                     "in the study dir")
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
-      return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True},
-                                        heartbeat_interval=heartbeat[0],
-                                        grace_period=heartbeat[1],
-                                        heartbeat_stale_trial_callback=on_stale)
-  except ImportError as e:
-    raise UserError(f"the storage {storage} needs a database driver that is not installed ({e}); "
-                    "for PostgreSQL: pip install 'psycopg[binary]' (or ycng-jax[postgres])") from None
-  except Exception as e:  # sqlalchemy's OperationalError: a server that cannot be reached
-    raise UserError(f"cannot open the storage {storage}: {str(e).splitlines()[0]}") from None
+  for attempt in range(_SCHEMA_RACE_ATTEMPTS):
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+        return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True},
+                                          heartbeat_interval=heartbeat[0],
+                                          grace_period=heartbeat[1],
+                                          heartbeat_stale_trial_callback=on_stale)
+    except ImportError as e:
+      raise UserError(f"the storage {storage} needs a database driver that is not installed "
+                      f"({e}); for PostgreSQL: pip install 'psycopg[binary]' (or "
+                      "ycng-jax[postgres])") from None
+    except Exception as e:  # sqlalchemy's OperationalError: a server that cannot be reached
+      if _lost_schema_race(e) and attempt + 1 < _SCHEMA_RACE_ATTEMPTS:
+        time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables: use them
+        continue
+      raise UserError(f"cannot open the storage {storage}: {str(e).splitlines()[0]}") from None
 
 
 def check_record(study_dir: pathlib.Path, study: optuna.Study, record: dict[str, Any]) -> None:
