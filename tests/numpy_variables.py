@@ -12,7 +12,7 @@ def numpy_variables(model, *inputs, seed: int = 0, scale: float = 0.1):
   rng = np.random.default_rng(seed)
 
   def draw(path, leaf):
-    noise = (rng.standard_normal(leaf.shape) * scale).astype(leaf.dtype)
+    noise = rng.standard_normal(leaf.shape).astype(leaf.dtype) * scale
     name = path[-1].key
     return 1 + np.abs(noise) if name == "var" else 1 + noise if name == "scale" else noise
 

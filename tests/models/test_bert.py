@@ -14,6 +14,8 @@ from ycng_jax.models.bert import (BertConfig, BertForSequenceClassification, Ber
 from ycng_jax.models.hf_weights import (WeightLoadError, load_params, load_pretrained,
                                         params_to_state_dict, save_pretrained)
 
+from numpy_variables import numpy_variables
+
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
             intermediate_size=37, max_position_embeddings=64, type_vocab_size=2)
 
@@ -27,18 +29,11 @@ def _batch(rng, batch=3, seq=10, vocab=99):
 
 
 def _init(module, ids):
-  """Random parameters of ``module``'s shapes, drawn by numpy: Flax's eager ``init`` compiles
-  one sampler per parameter shape (~5 CPU-s for this file). Biases and LayerNorm parameters are
-  random too, so every tensor's name mapping is tested. (The jitted Flax init of the classifier
-  runs in tests/text/test_finetune.py, through the Trainer.)"""
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), ids)["params"]
-  rng = np.random.default_rng(0)
-
-  def draw(path, leaf):
-    noise = rng.standard_normal(leaf.shape).astype(np.float32) * 0.02  # initializer_range
-    return 1.0 + noise if path[-1].key == "scale" else noise
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
+  """Random parameters of ``module``'s shapes, drawn by numpy (``numpy_variables``): Flax's
+  eager ``init`` compiles one sampler per parameter shape (~5 CPU-s for this file). Biases and
+  LayerNorm parameters are random too, so every tensor's name mapping is tested. (The jitted
+  Flax init of the classifier runs in tests/text/test_finetune.py, through the Trainer.)"""
+  return numpy_variables(module, ids, scale=0.02)["params"]  # BERT's initializer_range
 
 
 def _apply(module, params, *args, **kwargs):

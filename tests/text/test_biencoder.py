@@ -14,6 +14,8 @@ from ycng_jax.text.biencoder import BiEncoder, save_sentence_transformer, tokeni
 from ycng_jax.train.mesh import data_sharding, make_mesh
 from ycng_jax.train.ranking_loss import global_ranking_loss
 
+from numpy_variables import numpy_variables
+
 # No dropout: its random bits take a third of the train step's compile time on the CPU.
 TINY = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
@@ -111,11 +113,7 @@ def tiny_folder(tmp_path_factory):
     pytest.skip(str(e))
   module = BiEncoder(TINY)
   ids = np.zeros((1, 4), np.int32)
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), ids, ids)["params"]
-  rng = np.random.default_rng(0)  # numpy draws: no compile, no op-by-op dispatch
-  params = jax.tree_util.tree_map_with_path(
-      lambda path, s: ((path[-1].key == "scale") + 0.02 * rng.normal(size=s.shape)).astype(
-          np.float32), shapes)
+  params = numpy_variables(module, ids, ids, scale=0.02)["params"]  # no compile, no dispatch
   folder = save_sentence_transformer(params["bert"], TINY, tmp_path_factory.mktemp("tiny") / "st",
                                      tokenizer_folder=source, max_seq_length=24)
   return folder, module, params
