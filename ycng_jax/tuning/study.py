@@ -56,9 +56,8 @@ def _lost_schema_race(error: Exception) -> bool:
   """Whether ``RDBStorage`` failed because another process created Optuna's tables at the same
   moment (workers started together on a new database): PostgreSQL's unique violation on its
   catalog, or SQLite's "already exists". Opening again finds the tables."""
-  text = str(error)
-  return ("IntegrityError" in type(error).__name__ or "UniqueViolation" in text
-          or "already exists" in text)
+  import sqlalchemy.exc  # pylint: disable=import-outside-toplevel  (Optuna's RDB dependency)
+  return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)
 
 
 def make_storage(storage: str | None, study_dir: pathlib.Path, heartbeat: tuple[int, int] = (30, 120),
