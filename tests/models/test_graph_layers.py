@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ycng_jax import experiments
 from ycng_jax.models.cnn import CNN
 from ycng_jax.models.graph import Residual, Sequential, extract_features
 from ycng_jax.models.layers import LearnedScaleSwish, Linear, Rescaling, scaled_normal
 from ycng_jax.models.mlp import MLP
+from ycng_jax.train.classification import build_model
 
 from numpy_variables import numpy_variables
 
@@ -73,3 +75,30 @@ def test_mlp_and_cnn_shapes_and_param_names():
   v = jax.eval_shape(cnn.init, jax.random.PRNGKey(0), x)
   assert v["params"]["dense"]["kernel"].shape == (7 * 7 * 8, 6)
   assert jax.eval_shape(cnn.apply, v, x).shape == (2, 4)
+
+
+
+def test_cnn_hashed_dropout_draws_other_masks_at_the_same_rates():
+  # topic 9's trials use hashed_dropout (a faster compile); the rates must stay what they say.
+  x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype(np.float32)
+  threefry = CNN(num_classes=4, features=(4,), dense=256, convs_per_block=1, dropout=0.25)
+  hashed = threefry.clone(hashed_dropout=True)
+  v = numpy_variables(threefry, x)
+  dropped = {}
+  for name, model in (("threefry", threefry), ("hashed", hashed)):
+    _, state = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)},
+                           capture_intermediates=True, mutable=["intermediates", "batch_stats"])
+    out = {k: np.asarray(layer["__call__"][0]) for k, layer in state["intermediates"].items()
+           if k != "__call__"}
+    pooled = np.maximum(out["bn_0_0"], 0).reshape(64, 4, 2, 4, 2, 4).max(axis=(2, 4))
+    # The fraction of each dropout's nonzero inputs that it zeroes: its rate.
+    for before, after, rate in ((pooled, out["Dropout_0"], 0.25),
+                                (np.maximum(out["dense"], 0), out["Dropout_1"], 0.5)):
+      kept = before != 0
+      assert (after[kept] == 0).mean() == pytest.approx(rate, abs=0.03), name
+      np.testing.assert_allclose(after[after != 0], before[after != 0] / (1 - rate), rtol=1e-5)
+    dropped[name] = out["Dropout_1"] == 0
+  assert (dropped["hashed"] != dropped["threefry"]).mean() > 0.2  # other masks
+  np.testing.assert_array_equal(hashed.apply(v, x), threefry.apply(v, x))  # eval: no dropout
+  topic9 = build_model(experiments.load_module("topic9/fashion_cnn").get_config(), 10)
+  assert isinstance(topic9, CNN) and topic9.hashed_dropout
