@@ -16,10 +16,10 @@ first ``--train-examples`` training images, 10% of them held out (the runner's s
 (a) Hyperband, at most ``--max-epochs`` epochs a trial: KerasTuner's Hyperband (factor 3) decides
     how many trials it runs; ours (``ycng_jax.tuning.Tuner``, Optuna's HyperbandPruner) runs as
     many trials. (b) Random search, ``--random-trials`` trials of ``--random-epochs`` epochs.
-Each side runs in a fresh process of its own. Ours is ``Tuner`` (each trial a ``ycng run`` in its workdir: checkpoints each
-epoch, metrics; no test pass or curves.png, which a val_ objective does not need), on one XLA:CPU
-device as Keras. "Ours, population": ``ycng_jax.tuning.population_search`` (all
-trials vmapped in one program, sharded over one XLA:CPU device per core); it cannot vmap over
+Each side runs in a fresh process of its own. Ours is ``Tuner`` (each trial a ``ycng run`` in
+its workdir: checkpoints each epoch, metrics; no test pass or curves.png, which a val_ objective
+does not need), on one XLA:CPU device as Keras. "Ours, population":
+``ycng_jax.tuning.population_search`` (all trials vmapped in one program, sharded over one XLA:CPU device per core); it cannot vmap over
 architectures, so its space is smaller (filters (32, 64), 128 units, no BatchNorm fixed; learning
 rate and dropout searched), labelled as such. Hyperband's counterpart is successive halving over
 rungs (1, 2, 4 epochs, keep 1/2) from as many members as the other sides' trials; random search's
@@ -237,12 +237,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
   args = parse_args(argv)
+  if args.side:  # a child of run_side: XLA_FLAGS come from the parent
+    one_side(args)
+    return
   # Before jax starts: one device per core for the population; our Tuner and Keras use one.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
-  if args.side:
-    one_side(args)
-    return
   train, val = splits(args.train_examples)
   print(f"Fashion-MNIST: {len(train['label'])} train / {len(val['label'])} validation images, "
         f"batch {args.batch_size}; keras {version('keras')}, keras-tuner "

@@ -77,7 +77,6 @@ def test_mlp_and_cnn_shapes_and_param_names():
   assert jax.eval_shape(cnn.apply, v, x).shape == (2, 4)
 
 
-
 def test_cnn_hashed_dropout_draws_other_masks_at_the_same_rates():
   # topic 9's trials use hashed_dropout (a faster compile); the rates must stay what they say.
   x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype(np.float32)

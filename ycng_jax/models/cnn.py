@@ -7,8 +7,8 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from ycng_jax.models import layers as ycng_layers
 from ycng_jax.models.graph import Sequential
+from ycng_jax.models.layers import Dropout as HashedDropout
 from ycng_jax.models.layers import Flatten, max_pool
 
 
@@ -21,7 +21,7 @@ def cnn_layers(features: Sequence[int], dense: int, num_classes: int, dropout: f
   in place of ``flax.linen.Dropout``'s threefry: the same rates, other masks, and a train step
   that compiles in about half the time on XLA:CPU, which is most of a short tuning trial.
   """
-  dropout_layer = ycng_layers.Dropout if hashed_dropout else nn.Dropout
+  dropout_layer = HashedDropout if hashed_dropout else nn.Dropout
   layers: list = []
   pool = functools.partial(max_pool, window_shape=(2, 2))
   for b, width in enumerate(features):
