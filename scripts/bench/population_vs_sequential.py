@@ -155,7 +155,8 @@ def main(argv=None):
         f"{size} {args.model.upper()} trials, Fashion-MNIST {args.train_examples} examples, "
         f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}", "trials/hour", ours, theirs,
         "the same trials one after another (P = 1, compiled once)",
-        notes=f"batch {args.batch_size}, {jax.device_count()} CPU devices, compile included; "
+        notes=f"batch {args.batch_size}, {jax.device_count()} {jax.devices()[0].platform.upper()} "
+              "device(s), compile included; "
               f"CPU s/trial {cpu_ours:.2f} vs {cpu_theirs:.2f}; best validation accuracy "
               f"{float(np.max(accuracy)):.4f}; {same} of {size} trials reach the sequential "
               f"run's accuracy, the largest difference is {diff:.4f}"))
