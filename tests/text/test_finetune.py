@@ -85,6 +85,15 @@ def test_multi_label_jsonl_baseline_thresholds_folder_and_resume_check(tiny_fold
   for key in ("micro_f1_per_label", "macro_f1_per_label", "mean_average_precision"):
     assert again[key] == pytest.approx(results["fine_tuned"][key], abs=1e-6)
 
+  # The head's bias started at each label's log-odds in the training split (head_bias_prior):
+  # 4 AdamW steps of at most about the learning rate each moved it by well under 0.01.
+  from safetensors.numpy import load_file
+  train_labels = load_task(str(path), seed=0).splits["train"]["label"]
+  prior = train_labels.mean(axis=0)
+  bias = load_file(os.path.join(workdir, "model", "model.safetensors"))["classifier.bias"]
+  np.testing.assert_allclose(bias, np.log(prior / (1 - prior)), atol=0.01)
+  assert np.all(np.abs(bias) > 0.3)  # far from transformers' zeros, so the check can fail
+
   # Another learning rate in the same workdir: refused before anything is trained.
   with pytest.raises(ResumeMismatchError, match="learning_rate: 0.001 -> 0.002"):
     finetune.train(_config(tiny_folder, path, baselines=True, pos_weight=2.0,

@@ -35,7 +35,7 @@ from ycng_jax.errors import UserError
 from ycng_jax.text import finetune_metrics as fm
 from ycng_jax.text.finetune_model import (SequenceClassifier, classifier_config,
                                           load_pretrained_into, make_loss, make_optimizer,
-                                          model_folder)
+                                          model_folder, prior_log_odds, set_head_bias)
 from ycng_jax.train import callbacks as cb_lib
 from ycng_jax.train import checkpoint as ckpt_lib
 from ycng_jax.train import distributed, logging_callbacks as log_lib
@@ -73,6 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.clip_norm = 1.0                 # global gradient norm; 0: off
   c.precision = "float32"           # or "bf16-matmul": bf16 matmul operands, float32 sums
   c.pos_weight = 0.0                # multi-label BCE weight of positives; 0: off (1.0)
+  c.head_bias_prior = True          # multi-label: each label's head bias starts at its log-odds
+                                    # in the training split; False: at 0 (transformers' init)
   c.seed = 0
   c.baselines = False               # also run the task's baselines on the same splits
   c.baseline_c = 10.0               # inverse L2 strength of the TF-IDF logistic regression
@@ -265,8 +267,10 @@ def build_callbacks(config, workdir: str, settings: dict, monitor: str, mode: st
   return cbs
 
 
-def build_trainer(config, bert_config, mesh, train_loader, folder: str) -> Trainer:
-  """The Trainer of ``bert_config``'s classifier, initialised with ``folder``'s encoder."""
+def build_trainer(config, bert_config, mesh, train_loader, folder: str,
+                  train_labels: np.ndarray | None = None) -> Trainer:
+  """The Trainer of ``bert_config``'s classifier, initialised with ``folder``'s encoder (and,
+  multi-label with ``config.head_bias_prior``, a head bias from ``train_labels``' frequencies)."""
   precision = {"bf16-matmul": {"matmul_dtype": jnp.bfloat16}}.get(config.precision, {})
   trainer = Trainer(SequenceClassifier(bert_config, **precision),
                     make_loss(bert_config.problem_type, config.pos_weight),
@@ -275,6 +279,9 @@ def build_trainer(config, bert_config, mesh, train_loader, folder: str) -> Train
                     seed=config.seed)
   trainer.init(peek(train_loader))
   load_pretrained_into(trainer, folder, bert_config)
+  if (config.head_bias_prior and bert_config.problem_type == "multi_label_classification"
+      and train_labels is not None):
+    set_head_bias(trainer, prior_log_odds(train_labels))
   return trainer
 
 
@@ -317,7 +324,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
   labels = {s: arrays[s]["label"] for s in arrays}
   validation = ValidationMetrics(loaders["validation"], labels["validation"][orders["validation"]],
                                  problem_type, config.pos_weight)
-  trainer = build_trainer(config, bert_config, mesh, loaders["train"], folder)
+  trainer = build_trainer(config, bert_config, mesh, loaders["train"], folder, labels["train"])
 
   start = time.perf_counter()
   history = trainer.fit(loaders["train"], epochs=config.epochs, callbacks=[validation] + callbacks,

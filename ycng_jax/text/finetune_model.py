@@ -110,3 +110,22 @@ def load_pretrained_into(trainer: Trainer, folder: str, config: BertConfig):
                           allow_missing=missing, allow_unexpected=("cls.*", "classifier.*"))
   params = jax.device_put(params, trainer.state_sharding.params)
   trainer.state = trainer.state.replace(params=params)
+
+
+def prior_log_odds(labels: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+  """Each label's log-odds in a multi-hot (N, L) array, the frequencies clipped to
+  [eps, 1 - eps] so that a label never (or always) seen stays finite."""
+  prior = np.clip(np.asarray(labels, np.float64).mean(axis=0), eps, 1.0 - eps)
+  return np.log(prior / (1.0 - prior)).astype(np.float32)
+
+
+def set_head_bias(trainer: Trainer, bias: np.ndarray) -> None:
+  """Start the classification head's bias at ``bias`` (the prior initialisation of Lin et al.
+  2017: a sigmoid per label then starts at its label's frequency, not at 0.5, and AdamW, whose
+  steps are about the learning rate in size, need not walk each bias down to about -4)."""
+  params = flax.core.unfreeze(trainer.state.params)
+  current = params["classifier"]["bias"]
+  if current.shape != bias.shape:
+    raise ValueError(f"head bias has shape {current.shape}, the prior {bias.shape}")
+  params["classifier"]["bias"] = jax.device_put(jnp.asarray(bias, current.dtype), current.sharding)
+  trainer.state = trainer.state.replace(params=params)
