@@ -25,6 +25,7 @@ from typing import Any, Callable
 import ml_collections
 
 from ycng_jax.errors import UserError
+from ycng_jax.train.compile_cache import host, persistent_compilation_cache
 
 
 class ExperimentError(UserError):
@@ -182,7 +183,9 @@ def run(name: str, workdir: str | os.PathLike | None = None,
     config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   if not run_json.exists():
     run_json.write_text(json.dumps(record, indent=2))
-  result = resolve_runner(module, config)(config, str(workdir))
+  # A resumed run (kill -9, a crash) loads the programs its first try compiled.
+  with persistent_compilation_cache(workdir / "xla_cache" / host(), min_compile_secs=0.0):
+    result = resolve_runner(module, config)(config, str(workdir))
   config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   run_json.write_text(json.dumps({**record, "finished": True, "ended": _now()}, indent=2))
   return json.loads(json.dumps(result or {}, default=float))

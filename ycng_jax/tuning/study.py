@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
-import socket
 import time
 import warnings
 from typing import Any
@@ -15,6 +13,7 @@ import optuna
 
 from ycng_jax import fingerprints
 from ycng_jax.errors import UserError
+from ycng_jax.train.compile_cache import host, persistent_compilation_cache
 
 from ycng_jax.tuning.cli import ALGORITHMS
 PRUNING = ("hyperband", "successive-halving")
@@ -121,10 +120,6 @@ def check_record(study_dir: pathlib.Path, study: optuna.Study, record: dict[str,
     study.set_user_attr("ycng_study", json.loads(json.dumps(record, default=str)))
 
 
-def host() -> str:
-  return socket.gethostname()
-
-
 def process_alive(pid: int, started: float | None) -> bool:
   """Whether process ``pid`` (started at ``started``, psutil's create_time) still runs here."""
   import psutil  # pylint: disable=import-outside-toplevel
@@ -147,31 +142,14 @@ def rss_mb() -> float:
   return psutil.Process(os.getpid()).memory_info().rss / 2**20
 
 
-@contextlib.contextmanager
 def compilation_cache(study_dir: str | os.PathLike):
   """JAX's persistent compilation cache in ``STUDY_DIR/xla_cache/HOST`` while trials run.
 
   The tuner clears JAX's in-memory caches after each trial (flat memory), so without it every
   trial compiles its steps again; with it, trials whose programs are identical (the same
   architecture: learning rates are state, not constants of the program) load the executable
-  from disk instead, and so do the study's other workers on this host and a resumed run. One
-  folder per host: an executable is built for its machine. A cache the user configured
-  (``JAX_COMPILATION_CACHE_DIR``, ``jax_enable_compilation_cache=False``) is left as it is.
+  from disk instead, and so do the study's other workers on this host and a resumed run. Every
+  program counts, the eval step (~0.5 s) and small ones too. See ``train.compile_cache``.
   """
-  import jax  # pylint: disable=import-outside-toplevel
-  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=import-outside-toplevel
-  if jax.config.jax_compilation_cache_dir or not jax.config.jax_enable_compilation_cache:
-    yield None
-    return
-  path = pathlib.Path(study_dir) / "xla_cache" / host()
-  key = "jax_persistent_cache_min_compile_time_secs"
-  saved = getattr(jax.config, key)
-  jax.config.update("jax_compilation_cache_dir", str(path))
-  jax.config.update(key, 0.0)  # the eval step (~0.5 s) and small programs count too
-  cc.reset_cache()  # JAX decides once per process whether it uses a cache: ask again
-  try:
-    yield path
-  finally:
-    jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update(key, saved)
-    cc.reset_cache()
+  return persistent_compilation_cache(pathlib.Path(study_dir) / "xla_cache" / host(),
+                                      min_compile_secs=0.0)
