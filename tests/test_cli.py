@@ -10,6 +10,8 @@ import pytest
 from ycng_jax import cli, experiments
 from ycng_jax.errors import UserError
 
+from compile_cache_events import without_the_suites_cache
+
 
 def _ycng(*args):
   return subprocess.run([sys.executable, "-m", "ycng_jax.cli", *args], capture_output=True,
@@ -86,27 +88,12 @@ def test_a_rerun_loads_the_programs_its_workdir_cached(tmp_path):
   keeps JAX's persistent compilation cache in WORKDIR/xla_cache/HOST: the same command again
   (a resume after kill -9 is the case that matters) loads its programs instead of compiling."""
   import jax  # pylint: disable=import-outside-toplevel
-  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=import-outside-toplevel
   from ycng_jax.train.compile_cache import host  # pylint: disable=import-outside-toplevel
-  events = []
-
-  def listen(event, **_):
-    events.append(event)
-
-  outer = jax.config.jax_compilation_cache_dir
-  jax.config.update("jax_compilation_cache_dir", None)
-  cc.reset_cache()
-  jax.monitoring.register_event_listener(listen)
-  try:
+  with without_the_suites_cache() as events:
     first = experiments.run("quickstart/mlp_digits", tmp_path, {"num_epochs": "1"})
     assert events.count("/jax/compilation_cache/cache_hits") == 0
     jax.clear_caches()  # as a new process would start
     again = experiments.run("quickstart/mlp_digits", tmp_path, {"num_epochs": "1"})
-    assert jax.config.jax_compilation_cache_dir is None  # put back as it was
-  finally:
-    jax.monitoring.unregister_event_listener(listen)
-    jax.config.update("jax_compilation_cache_dir", outer)
-    cc.reset_cache()
   assert any(p.name.startswith("jit_train_step") for p in (tmp_path / "xla_cache" / host()).iterdir())
   assert events.count("/jax/compilation_cache/cache_hits") >= 2, events  # init, eval at least
   assert again["test_accuracy"] == first["test_accuracy"]

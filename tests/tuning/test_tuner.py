@@ -15,6 +15,8 @@ from ycng_jax.tuning import study as study_lib
 from ycng_jax.tuning.tuner import ObjectiveError
 from ycng_jax.tuning.study import StudyMismatchError
 
+from compile_cache_events import without_the_suites_cache
+
 TINY = str(pathlib.Path(__file__).with_name("tiny_digits.py"))
 QUADRATIC = str(pathlib.Path(__file__).with_name("quadratic.py"))
 FAST = {"num_epochs": "2", "train_examples": "320", "best_monitor": "''"}
@@ -83,30 +85,14 @@ def test_trials_of_one_network_share_compiled_programs(tmp_path):
   keeps JAX's persistent compilation cache in STUDY_DIR/xla_cache/HOST, so a second trial of the
   same network with another learning rate loads its programs instead of compiling them; a
   test_ objective keeps the test pass."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=import-outside-toplevel
   space = [hp.Fixed("model.kwargs.hidden", (16,)),
            hp.Float("optimizer.learning_rate", 1e-3, 1e-2, sampling="log")]
-  events = []
-
-  def listen(event, **_):
-    events.append(event)
-
-  outer = jax.config.jax_compilation_cache_dir
-  jax.config.update("jax_compilation_cache_dir", None)
-  cc.reset_cache()
-  jax.monitoring.register_event_listener(listen)
-  try:
+  with without_the_suites_cache() as events:
     tuner = Tuner(TINY, space, objective="test_accuracy", study_dir=tmp_path, verbose=0,
                   overrides=FAST)
     tuner.search(trials=1)
     del events[:]
     tuner.search(trials=2)
-    assert jax.config.jax_compilation_cache_dir is None  # put back as it was
-  finally:
-    jax.monitoring.unregister_event_listener(listen)
-    jax.config.update("jax_compilation_cache_dir", outer)
-    cc.reset_cache()
   assert list((tmp_path / "xla_cache" / study_lib.host()).iterdir())
   # The model's initialisation, the train and the eval step at least; only the optimizer's
   # initial state (the learning rate is a constant there) is compiled again.
