@@ -21,7 +21,9 @@ def get_config():
   config.dataset = "debtags"
   config.min_label_count = 100
   config.epochs = 5
-  config.learning_rate = 1e-4  # a small model and a new 135-way head: above BERT-base's 2e-5
+  # A small model and a new 116-way head: well above BERT-base's 2e-5. 3e-4 beat 1e-4 on 8,000
+  # training texts (2 epochs, validation micro-F1 0.670 vs 0.652; docs/text_classification.md).
+  config.learning_rate = 3e-4
   config.baselines = True
   config.log_every_steps = 100
   config.backup_every_steps = 200  # an epoch is long on a CPU: back up within it
