@@ -184,7 +184,7 @@ def run(name: str, workdir: str | os.PathLike | None = None,
   if not run_json.exists():
     run_json.write_text(json.dumps(record, indent=2))
   # A resumed run (kill -9, a crash) loads the programs its first try compiled.
-  with persistent_compilation_cache(workdir / "xla_cache" / host(), min_compile_secs=0.0):
+  with persistent_compilation_cache(workdir / "xla_cache" / host()):
     result = resolve_runner(module, config)(config, str(workdir))
   config_json.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   run_json.write_text(json.dumps({**record, "finished": True, "ended": _now()}, indent=2))

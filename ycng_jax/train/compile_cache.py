@@ -20,8 +20,9 @@ def host() -> str:
 
 
 @contextlib.contextmanager
-def persistent_compilation_cache(folder: str | os.PathLike, min_compile_secs: float = 1.0):
-  """Cache compiled programs in ``folder`` (those that took ``min_compile_secs`` or more).
+def persistent_compilation_cache(folder: str | os.PathLike, min_compile_secs: float = 0.0):
+  """Cache compiled programs in ``folder`` (those that took ``min_compile_secs`` or more; by
+  default every one: the eval step (~0.5 s) and small programs count too).
 
   A cache the user configured (``JAX_COMPILATION_CACHE_DIR``, ``jax_enable_compilation_cache
   =False``), or an enclosing one (a tuner's trial), is left as it is; yields the folder in use,

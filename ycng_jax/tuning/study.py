@@ -148,8 +148,7 @@ def compilation_cache(study_dir: str | os.PathLike):
   The tuner clears JAX's in-memory caches after each trial (flat memory), so without it every
   trial compiles its steps again; with it, trials whose programs are identical (the same
   architecture: learning rates are state, not constants of the program) load the executable
-  from disk instead, and so do the study's other workers on this host and a resumed run. Every
-  program counts, the eval step (~0.5 s) and small ones too. See ``train.compile_cache``.
+  from disk instead, and so do the study's other workers on this host and a resumed run (see
+  ``train.compile_cache``).
   """
-  return persistent_compilation_cache(pathlib.Path(study_dir) / "xla_cache" / host(),
-                                      min_compile_secs=0.0)
+  return persistent_compilation_cache(pathlib.Path(study_dir) / "xla_cache" / host())
