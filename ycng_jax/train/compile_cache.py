@@ -20,9 +20,9 @@ def host() -> str:
 
 
 @contextlib.contextmanager
-def persistent_compilation_cache(folder: str | os.PathLike, min_compile_secs: float = 0.0):
-  """Cache compiled programs in ``folder`` (those that took ``min_compile_secs`` or more; by
-  default every one: the eval step (~0.5 s) and small programs count too).
+def persistent_compilation_cache(folder: str | os.PathLike):
+  """Cache every compiled program in ``folder``, however quick its compile: the eval step
+  (~0.5 s) and small programs count too.
 
   A cache the user configured (``JAX_COMPILATION_CACHE_DIR``, ``jax_enable_compilation_cache
   =False``), or an enclosing one (a tuner's trial), is left as it is; yields the folder in use,
@@ -36,7 +36,7 @@ def persistent_compilation_cache(folder: str | os.PathLike, min_compile_secs: fl
   key = "jax_persistent_cache_min_compile_time_secs"
   saved = getattr(jax.config, key)
   jax.config.update("jax_compilation_cache_dir", str(folder))
-  jax.config.update(key, min_compile_secs)
+  jax.config.update(key, 0.0)
   cc.reset_cache()  # JAX decides once per process whether it uses a cache: ask again
   try:
     yield pathlib.Path(folder)
