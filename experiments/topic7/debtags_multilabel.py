@@ -24,6 +24,9 @@ def get_config():
   # A small model and a new 116-way head: well above BERT-base's 2e-5. 3e-4 beat 1e-4 on 8,000
   # training texts (2 epochs, validation micro-F1 0.670 vs 0.652; docs/text_classification.md).
   config.learning_rate = 3e-4
+  # The head starts from scratch: 30x the encoder's rate (9e-3) lifted macro-F1 on 8,000 training
+  # texts from 0.306 to 0.556 (2 epochs, 64 tokens; docs/text_classification.md).
+  config.head_lr_multiplier = 30
   config.baselines = True
   config.log_every_steps = 100
   config.backup_every_steps = 200  # an epoch is long on a CPU: back up within it

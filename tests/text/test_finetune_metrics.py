@@ -115,3 +115,30 @@ def test_schedule_and_weight_decay_follow_transformers():
       "bert": {"embeddings": {"LayerNorm": {"scale": False, "bias": False},
                               "word_embeddings": {"embedding": True}}},
       "classifier": {"kernel": True, "bias": False}}
+
+def test_head_lr_multiplier_scales_the_heads_updates_alone():
+  import ml_collections
+  params = {"bert": {"pooler": {"kernel": jnp.ones((3, 3)), "bias": jnp.zeros(3)}},
+            "classifier": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+  rng = np.random.default_rng(0)
+  grads = {"bert": {"pooler": {"kernel": jnp.asarray(rng.normal(size=(3, 3))),
+                               "bias": jnp.asarray(rng.normal(size=3))}},
+           "classifier": {"kernel": jnp.asarray(rng.normal(size=(3, 2))),
+                          "bias": jnp.asarray(rng.normal(size=2))}}
+
+  def updates(multiplier):
+    config = ml_collections.ConfigDict(dict(learning_rate=1e-3, warmup_ratio=0.0,
+                                            weight_decay=0.01, clip_norm=1.0,
+                                            head_lr_multiplier=multiplier))
+    tx = finetune_model.make_optimizer(config, total_steps=10)
+    state = tx.init(params)
+    for _ in range(2):  # the second step has a nonzero rate and moments from the first
+      result, state = tx.update(grads, state, params)
+    return result
+
+  plain, tenfold = updates(1.0), updates(10.0)
+  np.testing.assert_allclose(tenfold["bert"]["pooler"]["kernel"], plain["bert"]["pooler"]["kernel"])
+  for name in ("kernel", "bias"):
+    assert np.all(np.abs(plain["classifier"][name]) > 0)
+    np.testing.assert_allclose(tenfold["classifier"][name], 10 * plain["classifier"][name],
+                               rtol=1e-6)

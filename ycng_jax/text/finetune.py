@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.warmup_ratio = 0.1              # of all steps, linear from 0; then linear decay to 0
   c.weight_decay = 0.01             # AdamW, not on biases and LayerNorm
   c.clip_norm = 1.0                 # global gradient norm; 0: off
+  c.head_lr_multiplier = 1.0        # the classification head's learning rate over the encoder's
   c.precision = "float32"           # or "bf16-matmul": bf16 matmul operands, float32 sums
   c.pos_weight = 0.0                # multi-label BCE weight of positives; 0: off (1.0)
   c.head_bias_prior = True          # multi-label: each label's head bias starts at its log-odds
@@ -114,6 +115,7 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   real_number("config.warmup_ratio", config.warmup_ratio, 0.0, 1.0)
   real_number("config.weight_decay", config.weight_decay, 0.0)
   real_number("config.clip_norm", config.clip_norm, 0.0)
+  real_number("config.head_lr_multiplier", config.head_lr_multiplier, 0.0, low_open=True)
   real_number("config.pos_weight", config.pos_weight, 0.0)
   real_number("config.baseline_c", config.baseline_c, 0.0, low_open=True)
   if config.precision not in PRECISIONS:

@@ -60,6 +60,12 @@ def decay_mask(params):
   return flax.traverse_util.unflatten_dict({k: k[-1] not in ("bias", "scale") for k in flat})
 
 
+def head_mask(params):
+  """True on the classification head (``classifier``), False on the pretrained encoder."""
+  flat = flax.traverse_util.flatten_dict(params)
+  return flax.traverse_util.unflatten_dict({k: k[0] == "classifier" for k in flat})
+
+
 def linear_warmup_decay(peak: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
   """0 -> ``peak`` over ``warmup_steps``, then linearly to 0 at ``total_steps`` (transformers'
   ``get_linear_schedule_with_warmup``; the first update, at step 0, has rate 0 in both)."""
@@ -75,9 +81,14 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
       learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.weight_decay,
       mask=decay_mask)
-  if not config.clip_norm:
-    return adamw
-  return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw)
+  steps = [adamw]
+  if config.head_lr_multiplier != 1.0:
+    # The head starts from scratch while the encoder is pretrained: a larger step for the head
+    # alone lets rare labels' weights move in the few updates they get.
+    steps.append(optax.masked(optax.scale(config.head_lr_multiplier), head_mask))
+  if config.clip_norm:
+    steps.insert(0, optax.clip_by_global_norm(config.clip_norm))
+  return steps[0] if len(steps) == 1 else optax.chain(*steps)
 
 
 def model_folder(name_or_path: str) -> str:
