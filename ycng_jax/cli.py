@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
   """Pull ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) out of argv."""
   rest, overrides, i = [], {}, 0
   while i < len(argv):
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  argv, overrides = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+  argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
   args = build_parser().parse_args(argv)
   args.overrides = overrides
   if overrides and args.command not in ("run", "tune"):

@@ -74,6 +74,11 @@ def test_multi_label_jsonl_baseline_thresholds_folder_and_resume_check(tiny_fold
     rows = list(csv.DictReader(f))
   assert [r["label"] for r in rows] == ["cat", "corn", "grain", "other"]
   assert "tfidf logistic regression" in open(os.path.join(workdir, "results.md")).read()
+  # The baselines alone (scripts/text_baselines.py) give the run's figures: same splits.
+  alone = finetune.baselines_only(_config(tiny_folder, path, baselines=False, epochs=2))
+  assert list(alone) == ["tfidf_logistic_regression"]
+  assert alone["tfidf_logistic_regression"] == pytest.approx(
+      results["baselines"]["tfidf_logistic_regression"])
 
   # The saved folder gives the same test metrics with its own thresholds.
   classifier = TextClassifier.from_pretrained(os.path.join(workdir, "model"))

@@ -371,6 +371,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
   return results
 
 
+def baselines_only(config: ml_collections.ConfigDict) -> dict[str, dict[str, float]]:
+  """The test metrics of the task's baselines on ``config``'s splits, without fine-tuning.
+
+  The splits depend on the data settings and ``config.seed`` alone, so these are the figures a
+  full run of the same seed reports (for a run made with ``baselines=False``, e.g. on a device).
+  """
+  from ycng_jax.text import finetune_report as report
+  check_values(config)
+  task = load(config)
+  arrays = {s: split_arrays(task, s) for s in ("train", "validation", "test")}
+  labels = {s: arrays[s]["label"] for s in arrays}
+  return {name: report.baseline_metrics(task.problem_type, labels, out)
+          for name, out in report.run_baselines(config, task, arrays).items()}
+
+
 def flat_test_metrics(results: dict) -> dict[str, float]:
   """``test_<metric>`` of the fine-tuned model and ``<baseline>_test_<metric>`` of each baseline."""
   out = {f"test_{k}": v for k, v in results["fine_tuned"].items()}
