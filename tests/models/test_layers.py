@@ -1,4 +1,5 @@
-"""ycng_jax.models.layers: the reshape max-pool and the 16-bit dropout against flax's own."""
+"""ycng_jax.models.layers: the reshape max-pool, the 16-bit dropout and the im2col convolution
+against flax's own."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ycng_jax.models.layers import max_pool
+from ycng_jax.models.layers import PatchConv, max_pool
 
 
 @pytest.mark.parametrize("shape,window", [((3, 8, 8, 4), (2, 2)), ((2, 7, 9, 3), (2, 2)),
@@ -62,3 +63,38 @@ def test_hashed_bits_look_uniform_and_independent():
   assert np.mean(words == other) < 1e-3
   split = np.asarray(hashed_bits(jax.random.fold_in(jax.random.key(0), 1), 1 << 20))
   assert abs(np.corrcoef(low, (split & 0xFFFF).astype(float))[0, 1]) < 5e-3
+
+
+@pytest.mark.parametrize("kernel,use_bias", [((3, 3), True), ((5, 3), False), ((1, 1), True)])
+def test_patch_conv_equals_flax_conv_in_parameters_values_and_gradients(kernel, use_bias):
+  x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 7, 9, 3)), jnp.float32)
+  conv = nn.Conv(4, kernel, padding="SAME", use_bias=use_bias)
+  patch = PatchConv(4, kernel, use_bias=use_bias)
+  variables = conv.init(jax.random.key(0), x)
+  jax.tree.map(np.testing.assert_array_equal, patch.init(jax.random.key(0), x), variables)
+  np.testing.assert_allclose(patch.apply(variables, x), conv.apply(variables, x), atol=2e-6)
+
+  def grads(module):
+    return jax.grad(lambda v, inputs: jnp.sum(jnp.sin(module.apply(v, inputs))),
+                    argnums=(0, 1))(variables, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), grads(patch),
+               grads(conv))
+
+
+def test_patch_conv_vmapped_over_members_is_a_batched_matmul_not_a_grouped_convolution():
+  """What it is for: members with their own inputs and kernels (a population of trials)."""
+  x = jnp.asarray(np.random.default_rng(4).standard_normal((3, 2, 6, 6, 5)), jnp.float32)
+  patch, conv = PatchConv(8), nn.Conv(8, (3, 3), padding="SAME")
+  members = jax.vmap(lambda key: patch.init(key, x[0]))(jax.random.split(jax.random.key(1), 3))
+  ours = jax.vmap(patch.apply)(members, x)
+  for m in range(3):
+    one = jax.tree.map(lambda v, m=m: v[m], members)
+    np.testing.assert_allclose(ours[m], conv.apply(one, x[m]), atol=2e-6)
+  program = str(jax.make_jaxpr(jax.vmap(patch.apply))(members, x))
+  assert "conv_general_dilated" not in program and "dot_general" in program
+  assert "feature_group_count=3" in str(jax.make_jaxpr(jax.vmap(conv.apply))(members, x))
+
+
+def test_patch_conv_takes_odd_kernels_only():
+  with pytest.raises(ValueError, match="odd kernel sizes"):
+    PatchConv(4, (2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))

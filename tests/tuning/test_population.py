@@ -152,3 +152,47 @@ def test_bad_configs_and_populations_are_clear_errors(tmp_path):
   with pytest.raises(UserError, match="missing: \\['seed'\\]"):
     PopulationTrainer(MLP(hidden=(4,)), loss).init(
         batch, {k: v for k, v in hparams.items() if k != "seed"})
+
+
+def test_a_cnn_member_with_batchnorm_and_patch_convs_is_the_same_trial_alone():
+  """BatchNorm's statistics (per member under vmap), PatchConv (a batched matmul where nn.Conv
+  would become a grouped convolution) and hashed dropout: member 1 of 2, six steps, against
+  the Trainer with the model built at its rate; parameters and batch statistics."""
+  rng = np.random.default_rng(0)
+  data = {"image": rng.integers(0, 256, (96, 12, 12, 1), dtype=np.uint8),
+          "label": rng.integers(0, 10, 96).astype(np.int32)}
+  hparams = {"learning_rate": [3e-3, 1e-2], "weight_decay": [1e-4, 1e-3], "dropout": [0.1, 0.3],
+             "seed": [4, 5]}
+
+  def cnn(dropout):
+    return CNN(num_classes=10, features=(4, 8), convs_per_block=1, dense=16, dropout=dropout,
+               batch_norm=True, hashed_dropout=True, patch_convs=True)
+
+  def batches():
+    return Loader(data, global_batch_size=16, mesh=make_mesh(1), seed=0)
+
+  preprocess = clf.make_preprocess(255.0)
+  pop = PopulationTrainer(cnn(0.25), make_classification_loss(), preprocess=preprocess,
+                          dropout_base=0.25, devices=jax.devices()[:2])
+  pop.init(next(iter(batches())), hparams)
+  loader = batches()
+  for _ in range(6):
+    pop.train_step(next(loader))
+  ours = jax.tree.map(lambda x: np.asarray(x[1]), jax.device_get(
+      {"params": pop.states.params, **pop.states.model_state}))
+  pop.free()
+  trainer = Trainer(cnn(0.3), make_classification_loss(),
+                    make_optimizer("adamw", 1e-2, weight_decay=1e-3), mesh=make_mesh(1),
+                    preprocess=preprocess, seed=5)
+  trainer.init(next(iter(batches())))
+  loader = batches()
+  for _ in range(6):
+    trainer.train_step(next(loader))
+  theirs = jax.device_get({"params": trainer.state.params, **trainer.state.model_state})
+  trainer.free()
+  flat = [(path_name(k), np.abs(a - b).max()) for (k, a), b in
+          zip(jax.tree_util.tree_flatten_with_path(ours)[0], jax.tree.leaves(theirs))]
+  assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+  assert any("batch_stats" in name for name, _ in flat)
+  print({name: f"{d:.2g}" for name, d in flat})
+  assert max(d for _, d in flat) <= TOLERANCE
