@@ -127,6 +127,38 @@ def debtags_texts(limit: int) -> list[str]:
   return texts
 
 
+def texts_or_debtags(path: str | None, limit: int) -> list[str]:
+  """``--texts``: the first ``limit`` non-blank lines of ``path`` (one text per line), for
+  machines without the packaged data; without a path, ``debtags_texts(limit)``."""
+  if path:
+    with open(path, encoding="utf-8") as f:
+      texts = [line.rstrip("\n") for line in f if line.strip()][:limit]
+  else:
+    texts = debtags_texts(limit)
+  if not texts:
+    raise SystemExit("No texts: pass --texts FILE (one text per line).")
+  return texts
+
+
+def strict_float32_on_gpu() -> str:
+  """``--gpu``'s equal precision: jax's float32 matmuls at full float32 (XLA:GPU's default is
+  TF32), torch's left at its default, which is strict float32 (``allow_tf32`` off). Call it
+  before jax's first computation; it stops the run unless both sides see a GPU. Returns the
+  header's note on the two precisions."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_default_matmul_precision", "highest")
+  if jax.default_backend() == "cpu" or not torch.cuda.is_available():
+    raise SystemExit(f"--gpu: jax's default backend is {jax.default_backend()} and torch "
+                     f"{'sees' if torch.cuda.is_available() else 'does not see'} CUDA; both "
+                     "sides need the GPU.")
+  note = (f"float32 matmuls: jax precision highest, torch {torch.get_float32_matmul_precision()} "
+          f"(allow_tf32 {torch.backends.cuda.matmul.allow_tf32}, left at its default)")
+  if os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "0") != "0":
+    note += "; TORCH_ALLOW_TF32_CUBLAS_OVERRIDE is set: torch's cuBLAS uses TF32"
+  return note
+
+
 def bert_layer_weights(hidden: int, intermediate: int) -> int:
   """Dense weights of one BERT layer: the four hidden x hidden projections (Q, K, V, output) and
   the feed-forward pair (hidden x intermediate, intermediate x hidden). A token costs 2 FLOPs

@@ -1,22 +1,27 @@
 """Texts/s of ``ycng_jax.text.TextClassifier.predict`` vs transformers' ``text-classification``
 pipeline (PyTorch), on the same classifier folder and the same texts, one process.
 
-The folder is all-MiniLM-L6-v2's encoder and pooler with a fresh seeded head of ``--labels``
-labels (multi-label: sigmoid scores), written by ``save_classifier``; both sides read it from
-disk, run float32 on the CPU with the same thread count, and truncate at the same
-``--max-length``. The pipeline runs as it is documented (``top_k=None``), once with its default
-of one text per forward and once with ``--batch-size`` texts per forward (padded to the batch's
-longest); the ratio is taken against the faster of the two. Each side first classifies a warm-up
+The folder is ``--model``'s encoder and pooler (a BERT folder; default all-MiniLM-L6-v2) with a
+fresh seeded head of ``--labels`` labels (multi-label: sigmoid scores), written by
+``save_classifier``; both sides read it from disk, run float32 on the CPU with the same thread
+count, and truncate at the same ``--max-length``. With ``--gpu`` ours runs on jax's default
+device and the pipeline on CUDA (``device=0``), both in strict float32: jax's matmul precision is
+set to "highest" (XLA:GPU's float32 default is TF32), torch's left at its strict default. The
+pipeline runs as it is documented (``top_k=None``), once with its default of one text per
+forward and once with ``--batch-size`` texts per forward (padded to the batch's longest); the
+ratio is taken against the faster of the two. Each side first classifies a warm-up
 slice (PyTorch's lazy init, our compiles) and ours compiles every bucket's full step
 (``TextClassifier.precompile``); then ``--rounds`` timed passes alternate between ours and the
 batched pipeline and each keeps its fastest (one text per forward runs once: it is slow).
 Printed: texts/s each, the ratios by wall and by CPU time (the steadier one on a shared
 machine), the largest absolute difference between the two sides' scores.
 
-Texts: the ``debtags`` corpus's package descriptions (``bench_utils.debtags_texts``).
+Texts: the ``debtags`` corpus's package descriptions (``bench_utils.debtags_texts``), or
+``--texts FILE`` (one text per line).
 
   python scripts/bench/classify_vs_transformers.py               # 1,000 texts
   python scripts/bench/classify_vs_transformers.py --quick       # 200 texts: a smoke run
+  python scripts/bench/classify_vs_transformers.py --gpu --model FOLDER --texts FILE --n 2000
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ import warnings
 
 import numpy as np
 
-from bench_utils import alternate_rounds, debtags_texts, set_cpu_threads
+from bench_utils import alternate_rounds, set_cpu_threads, strict_float32_on_gpu, texts_or_debtags
 
 
-def build_folder(folder: str, labels: int, max_length: int, seed: int) -> list[str]:
-  """all-MiniLM-L6-v2 + a new ``labels``-way multi-label head (seeded), saved as a classifier."""
+def build_folder(folder: str, model: str, labels: int, max_length: int, seed: int) -> list[str]:
+  """``model``'s BERT + a new ``labels``-way multi-label head (seeded), saved as a classifier."""
   import jax  # pylint: disable=import-outside-toplevel
 
   from ycng_jax.models.bert import BertConfig  # pylint: disable=import-outside-toplevel
@@ -42,7 +47,7 @@ def build_folder(folder: str, labels: int, max_length: int, seed: int) -> list[s
                                           resolve_model_folder)
   from ycng_jax.text import save_classifier  # pylint: disable=import-outside-toplevel
 
-  source = resolve_model_folder("all-MiniLM-L6-v2")
+  source = resolve_model_folder(model)
   config = BertConfig.from_hf(source, num_labels=labels)
   _, params, _ = load_pretrained(source, head="classification", config=config,
                                  rng=jax.random.PRNGKey(seed), allow_missing=("classifier.*",))
@@ -55,6 +60,11 @@ def build_folder(folder: str, labels: int, max_length: int, seed: int) -> list[s
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", default="all-MiniLM-L6-v2",
+                      help="the BERT folder (or packaged name) under the new head")
+  parser.add_argument("--texts", help="a file with one text per line (instead of debtags)")
+  parser.add_argument("--gpu", action="store_true", help="ours on jax's default device, the "
+                      "pipeline on CUDA; jax's float32 matmuls at full precision, as torch's")
   parser.add_argument("--n", type=int, default=1000, help="number of texts")
   parser.add_argument("--quick", action="store_true", help="200 texts, 64 warm-up: a smoke run")
   parser.add_argument("--labels", type=int, default=10)
@@ -76,8 +86,9 @@ def main() -> None:
   if args.quick:
     args.n, args.warmup, args.rounds = min(args.n, 200), min(args.warmup, 64), 1
   set_cpu_threads(args.threads)
+  args.gpu_note = strict_float32_on_gpu() if args.gpu else ""
 
-  texts = debtags_texts(args.n)
+  texts = texts_or_debtags(args.texts, args.n)
   # Both sides truncate the same texts; ours would say so on every call.
   warnings.filterwarnings("ignore", message=".*were truncated")
   with tempfile.TemporaryDirectory(prefix="ycng-classifier-") as scratch:
@@ -94,10 +105,11 @@ def run(args, texts: list[str], folder: str) -> dict:
 
   from ycng_jax.text import TextClassifier  # pylint: disable=import-outside-toplevel
 
-  names = build_folder(folder, args.labels, args.max_length, args.seed)
+  names = build_folder(folder, args.model, args.labels, args.max_length, args.seed)
   ours = TextClassifier.from_pretrained(folder, precision=args.precision,
                                         batch_size=args.batch_size)
-  pipe = transformers.pipeline("text-classification", model=folder, top_k=None, device=-1)
+  pipe = transformers.pipeline("text-classification", model=folder, top_k=None,
+                              device=0 if args.gpu else -1)
   options = {"truncation": True, "max_length": args.max_length}
   warm = texts[:args.warmup]
   lengths = [len(ids) for ids in ours.tokenize(texts)]
@@ -105,7 +117,8 @@ def run(args, texts: list[str], folder: str) -> dict:
         f"{np.median(lengths):.0f} max {max(lengths)} (max_length {args.max_length}); "
         f"{args.labels} labels; batch size {args.batch_size}; jax {jax.__version__} on "
         f"{jax.devices()[0].platform} x{jax.device_count()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, threads {torch.get_num_threads()}")
+        f"transformers {transformers.__version__}, threads {torch.get_num_threads()}"
+        + (f"; torch on cuda; {args.gpu_note}" if args.gpu else ""))
 
   t0 = time.perf_counter()
   ours.predict(warm)
@@ -117,7 +130,7 @@ def run(args, texts: list[str], folder: str) -> dict:
   n = len(texts)
   figures = {"texts": n, "labels": args.labels, "max_length": args.max_length,
              "batch_size": args.batch_size, "threads": args.threads, "precision": args.precision,
-             "rounds": args.rounds}
+             "rounds": args.rounds, **({"gpu": True} if args.gpu else {})}
   sides = {"ours": lambda: ours.predict(texts),
            "pipeline_batched": lambda: pipe(texts, batch_size=args.batch_size, **options)}
   if not args.skip_unbatched:

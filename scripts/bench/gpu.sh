@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Every benchmark at accelerator sizes, for a lent GPU machine: one prepared run, under 8 minutes.
 # Needs a CUDA build of jax there (pip install -U "jax[cuda12]") and the project installed.
-#   bash scripts/bench/gpu.sh 2>&1 | tee gpu_bench.log           # all of them
+#   bash scripts/bench/gpu.sh 2>&1 | tee gpu_bench.log           # the default five
 #   bash scripts/bench/gpu.sh bert search 2>&1 | tee gpu_bench.log # some: bert search encode kmeans features
+#   bash scripts/bench/gpu.sh classify zeroshot 2>&1 | tee -a gpu_bench.log # not in the default set:
+#     TextClassifier.predict and zero-shot (entailment) vs transformers' pipelines, strict float32 both sides
 # Where the data can't be installed, point at copies:
 #   MODEL=folder       a BERT folder (default: the packaged all-MiniLM-L6-v2; random_weights_folder.py
 #                      makes a timing-only copy where the weights can't travel)
-#   TEXTS=file         texts for the encoder, one per line (default: the debtags corpus)
+#   TEXTS=file         texts for encode, classify and zeroshot, one per line (default: the debtags corpus)
 #   FASHION_DIR=folder the Fashion-MNIST idx .gz files (default: Debian's dataset-fashion-mnist)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,6 +31,11 @@ for bench in "${@:-bert search encode kmeans features}"; do for b in $bench; do 
     run 60 python scripts/bench/kmeans_vs_sklearn.py --repeats 1 "${data[@]}" ;;
   features)
     run 90 python scripts/bench/features_vs_torch.py --gpu ;;
-  *) echo "unknown benchmark $b: choose from bert search encode kmeans features"; exit 2 ;;
+  classify)
+    run 120 python scripts/bench/classify_vs_transformers.py --gpu --model "$MODEL" "${texts[@]}" --n 2000 ;;
+  zeroshot)
+    run 120 python scripts/bench/zero_shot_vs_transformers.py --gpu --model "$MODEL" "${texts[@]}" \
+      --n 500 --rounds 2 ;;
+  *) echo "unknown benchmark $b: choose from bert search encode kmeans features classify zeroshot"; exit 2 ;;
 esac; done; done
 exit 0

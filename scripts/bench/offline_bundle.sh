@@ -5,6 +5,7 @@
 #   the MiniLM folder without its weights (run.sh makes seeded random ones there: timings need
 #   shapes, not values), 5,000 debtags texts (one per line) and the Fashion-MNIST idx files.
 # Then, on the machine, from the repository root:  bash BUNDLE/run.sh [bert search encode kmeans]
+# (any of gpu.sh's names, e.g. classify zeroshot, which are not in the default set).
 #
 #   bash scripts/bench/offline_bundle.sh .devcarry     # BUNDLE folder (made, must not exist)
 set -euo pipefail
@@ -30,7 +31,7 @@ PY
 cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$out/fashion/"
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
-# On the GPU machine, from the repository root: bash BUNDLE/run.sh [bert search encode kmeans]
+# On the GPU machine, from the repository root: bash BUNDLE/run.sh [bert search encode kmeans classify zeroshot]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p /tmp/bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/bin/python
