@@ -354,9 +354,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Any = None) 
       "model": config.model, "dataset": config.dataset}
   baseline_scores = {}
   if config.baselines:
-    baseline_scores = report.run_baselines(config, task, arrays)
-    results["baselines"] = {name: report.baseline_metrics(problem_type, labels, out)
-                            for name, out in baseline_scores.items()}
+    baseline_scores, results["baselines"] = report.scored_baselines(config, task, arrays)
   if thresholds is not None:
     results["thresholds"] = {"global": thresholds["global"],
                              "validation_micro_f1_global": thresholds["validation_micro_f1_global"]}
@@ -381,9 +379,7 @@ def baselines_only(config: ml_collections.ConfigDict) -> dict[str, dict[str, flo
   check_values(config)
   task = load(config)
   arrays = {s: split_arrays(task, s) for s in ("train", "validation", "test")}
-  labels = {s: arrays[s]["label"] for s in arrays}
-  return {name: report.baseline_metrics(task.problem_type, labels, out)
-          for name, out in report.run_baselines(config, task, arrays).items()}
+  return report.scored_baselines(config, task, arrays)[1]
 
 
 def flat_test_metrics(results: dict) -> dict[str, float]:

@@ -54,6 +54,14 @@ def run_baselines(config, task, arrays: dict) -> dict[str, dict]:
   return out
 
 
+def scored_baselines(config, task, arrays: dict) -> tuple[dict[str, dict], dict[str, dict]]:
+  """``run_baselines``' scores, and each baseline's test metrics (``baseline_metrics``)."""
+  scores = run_baselines(config, task, arrays)
+  labels = {s: arrays[s]["label"] for s in arrays}
+  return scores, {name: baseline_metrics(task.problem_type, labels, out)
+                  for name, out in scores.items()}
+
+
 def baseline_metrics(problem_type: str, labels: dict, scores: dict) -> dict[str, float]:
   """Test metrics of a baseline, its decisions tuned on validation as the fine-tuned model's."""
   val, test = scores["validation"], scores["test"]
