@@ -5,6 +5,8 @@
 #   bash scripts/bench/gpu.sh bert search 2>&1 | tee gpu_bench.log # some: bert search encode kmeans features
 #   bash scripts/bench/gpu.sh classify zeroshot 2>&1 | tee -a gpu_bench.log # not in the default set:
 #     TextClassifier.predict and zero-shot (entailment) vs transformers' pipelines, strict float32 both sides
+#   bash scripts/bench/gpu.sh population   # not in the default set: 32 and 128 MLP trials as one population
+#     vs one after another (up to 5 minutes)
 # Where the data can't be installed, point at copies:
 #   MODEL=folder       a BERT folder (default: the packaged all-MiniLM-L6-v2; random_weights_folder.py
 #                      makes a timing-only copy where the weights can't travel)
@@ -33,9 +35,11 @@ for bench in "${@:-bert search encode kmeans features}"; do for b in $bench; do 
     run 90 python scripts/bench/features_vs_torch.py --gpu ;;
   classify)
     run 120 python scripts/bench/classify_vs_transformers.py --gpu --model "$MODEL" "${texts[@]}" --n 2000 ;;
+  population)
+    run 300 python scripts/bench/population_vs_sequential.py --model mlp --sizes 32 128 ;;
   zeroshot)
     run 120 python scripts/bench/zero_shot_vs_transformers.py --gpu --model "$MODEL" "${texts[@]}" \
       --n 500 --rounds 2 ;;
-  *) echo "unknown benchmark $b: choose from bert search encode kmeans features classify zeroshot"; exit 2 ;;
+  *) echo "unknown benchmark $b: choose from bert search encode kmeans features classify zeroshot population"; exit 2 ;;
 esac; done; done
 exit 0
