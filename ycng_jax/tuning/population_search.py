@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -185,10 +186,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   rungs, done_epochs, step, start = [], 0, 0, time.perf_counter()
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   open(metrics_path, "w", encoding="utf-8").close()
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+  # On a terminal only (disable=None): logs and tests get the one line per rung below.
+  bar = tqdm(total=config.rung_epochs[-1] * train_loader.steps_per_epoch, unit="step",
+             file=sys.stderr, dynamic_ncols=True, disable=None)
   for r, epochs in enumerate(config.rung_epochs):
     rung_start = time.perf_counter()
     steps = (epochs - done_epochs) * train_loader.steps_per_epoch
-    train_metrics = pop.fit_steps(train_loader, steps)
+    bar.set_description(f"rung {r}, {len(members)} members")
+    train_metrics = pop.fit_steps(_Counted(train_loader, bar), steps)
     step, done_epochs = step + steps, epochs
     with rewound(val_loader):
       values = pop.evaluate(val_loader)[metric]
@@ -202,8 +208,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     best = values[order[0]]
     _append_record(metrics_path, {"step": step, "epoch": epochs, "rung": r,
                                   "members": len(members), f"best_{config.objective}": best})
-    print(f"rung {r}: {len(members)} members, {epochs} epochs, best {config.objective} "
-          f"{best:.4f} (member {members[order[0]]})", flush=True)
+    tqdm.write(f"rung {r}: {len(members)} members, {epochs} epochs, best {config.objective} "
+               f"{best:.4f} (member {members[order[0]]})", file=sys.stdout)
     if r < len(config.rung_epochs) - 1:
       keep = np.sort(order[:max(1, len(members) // config.eta)])
       for position in np.setdiff1d(np.arange(len(members)), keep):
@@ -211,6 +217,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           status[members[position]] = f"dropped (rung {r})"
       pop.select(keep)
       members = members[keep]
+  bar.close()
   best_position = int(_rank(objectives[members, -1], config.direction)[0])
   with rewound(test_loader):
     test = pop.evaluate(test_loader)
@@ -223,6 +230,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   _write(workdir, config, results, hparams, best_member)
   log_lib.write_final(metrics_path, step, test_metrics, best_member=best_member)
   return test_metrics
+
+
+class _Counted:
+  """The loader's batches, each one counted on a progress bar as it is taken."""
+
+  def __init__(self, loader, bar):
+    self.loader, self.bar = loader, bar
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = next(self.loader)
+    self.bar.update(1)
+    return batch
 
 
 def _append_record(path: str, record: dict[str, Any]) -> None:
