@@ -94,16 +94,16 @@ class PatchConv(nn.Module):
       raise ValueError(f"PatchConv takes odd kernel sizes (centred SAME padding); got "
                        f"{self.kernel_size}: use nn.Conv")
     kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv: no silent downcast
     h, w = x.shape[-3:-1]
     pads = [(0, 0)] * (x.ndim - 3) + [(kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)]
     padded = jnp.pad(x, pads)
     # (..., h, w, kh * kw * in), ordered like the kernel's flattened (kh, kw, in) axes.
     patches = jnp.concatenate([padded[..., i:i + h, j:j + w, :]
                                for i in range(kh) for j in range(kw)], axis=-1)
-    y = patches @ kernel.reshape(-1, self.features).astype(x.dtype)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
-    return y
+    y = patches @ kernel.reshape(-1, self.features)
+    return y if bias is None else y + bias
 
 
 def max_pool(x: jax.Array, window_shape: tuple[int, ...] = (2, 2),
