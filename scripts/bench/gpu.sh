@@ -35,8 +35,9 @@ for bench in "${@:-bert search encode kmeans features}"; do for b in $bench; do 
     run 90 python scripts/bench/features_vs_torch.py --gpu ;;
   classify)
     run 120 python scripts/bench/classify_vs_transformers.py --gpu --model "$MODEL" "${texts[@]}" --n 2000 ;;
-  population)
-    run 300 python scripts/bench/population_vs_sequential.py --model mlp --sizes 32 128 ;;
+  population)  # the project's loader reads Fashion-MNIST from YCNG_FASHION_MNIST_DIR
+    (export YCNG_FASHION_MNIST_DIR=${FASHION_DIR:-${YCNG_FASHION_MNIST_DIR:-}}
+     run 300 python scripts/bench/population_vs_sequential.py --model mlp --sizes 32 128) ;;
   zeroshot)
     run 120 python scripts/bench/zero_shot_vs_transformers.py --gpu --model "$MODEL" "${texts[@]}" \
       --n 500 --rounds 2 ;;
