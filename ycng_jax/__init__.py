@@ -5,3 +5,7 @@ device ``Mesh``, and every experiment is a config under ``experiments/``.
 """
 
 __version__ = "0.1.0"
+
+from ycng_jax import allocator as _allocator  # pylint: disable=wrong-import-position
+
+_allocator.tune()  # XLA:CPU's large buffers reuse their pages: see ycng_jax/allocator.py
