@@ -1,5 +1,6 @@
-"""ycng_jax.allocator: XLA:CPU's large temporaries reuse their pages instead of faulting them in
-again on every run (a fresh process each way, since glibc's settings are per process)."""
+"""ycng_jax.allocator: with YCNG_JAX_MALLOC=reuse, XLA:CPU's large temporaries reuse their pages
+instead of faulting them in again on every run (a fresh process each way: glibc's settings are
+per process)."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import pytest
 
 # A program with a 29 MB temporary on every run (a 3x3 convolution's shifted copies, as
 # ycng_jax.models.layers.PatchConv makes them, then one matmul): the median of its minor page
-# faults over 15 runs is ~13,000 with glibc's defaults (new pages every run) and 0 with ours
+# faults over 15 runs is ~13,000 with glibc's defaults (new pages every run) and 0 with reuse
 # (measured: one or two runs in ten still fault, where Python's small blocks took the freed
 # space; hence the median, not the mean).
 PROBE = """
@@ -43,8 +44,8 @@ def probe(**env):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
-def test_large_temporaries_reuse_their_pages_unless_the_user_opts_out():
-  ours, system = probe(), probe(YCNG_JAX_MALLOC="system")
+def test_large_temporaries_reuse_their_pages_when_the_user_asks():
+  ours, system = probe(YCNG_JAX_MALLOC="reuse"), probe(YCNG_JAX_MALLOC="")
   print(ours, system)
   assert ours["tuned"] and not system["tuned"]
   assert system["faults"] > 5_000  # 29 MB of new pages a run: 7,000 at 4 KiB, and more

@@ -8,4 +8,4 @@ __version__ = "0.1.0"
 
 from ycng_jax import allocator as _allocator  # pylint: disable=wrong-import-position
 
-_allocator.tune()  # XLA:CPU's large buffers reuse their pages: see ycng_jax/allocator.py
+_allocator.tune()  # with YCNG_JAX_MALLOC=reuse: see ycng_jax/allocator.py

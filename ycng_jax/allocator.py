@@ -1,4 +1,5 @@
-"""glibc's malloc set for XLA:CPU's large buffers: done once, on ``import ycng_jax``.
+"""glibc's malloc set for XLA:CPU's large buffers, with ``YCNG_JAX_MALLOC=reuse``: on ``import
+ycng_jax``.
 
 XLA:CPU allocates each program's temporaries with ``malloc`` on every run. With glibc's
 defaults, blocks above the (dynamic, at most 32 MiB) mmap threshold, and every block of a
@@ -7,12 +8,14 @@ about 30,000 faults (120 MB) per train step of topic 9's CNN at batch 128, 190,0
 population of 6 of them. Keeping such blocks in the main heap (one arena, no mmap below 2 GiB,
 no trimming of the heap's top) reuses the same pages run after run: that step went from 71 to
 39 ms, the population's from 74 to 44 ms a member (2-core machine, 2026-12-04; see
-docs/training.md, "On a CPU: the allocator"). The cost: memory a process frees stays with it
+docs/training.md, "On a CPU: YCNG_JAX_MALLOC=reuse"). The cost: memory a process frees stays with it
 (its peak) unless ``malloc_trim(0)`` hands it back, as the tuner does between trials.
 
-``YCNG_JAX_MALLOC=system`` in the environment leaves glibc's defaults. Other C libraries
-(musl, macOS) are left alone. Arena settings reach only threads that have not allocated yet,
-so import ycng_jax before jax runs anything.
+Not the default: with one arena, many threads' small allocations queue on its lock, and small
+steps slow down (32 MLP trials as one population: 17,494 trials/hour with glibc's defaults,
+12,403-14,320 with these settings). Without the variable (or ``system``) glibc's defaults stay.
+Other C libraries (musl, macOS) are left alone. Arena settings reach only threads that have not
+allocated yet, so the variable must be set before the process starts.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def tune() -> bool:
 
 
 def _apply() -> bool:
-  if os.environ.get("YCNG_JAX_MALLOC", "").lower() == "system":
+  if os.environ.get("YCNG_JAX_MALLOC", "system").lower() != "reuse":
     return False
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -192,8 +192,8 @@ def run_side(side: str, algorithm: str, trials: int, args) -> dict:
              "--cpu-devices", str(args.cpu_devices)]
   env = dict(os.environ)
   if side == "keras-tuner" and not args.keras_tuned_malloc:
-    # KerasTuner as its users run it: importing ycng_jax (for the same split) would otherwise
-    # hand it our allocator settings (ycng_jax/allocator.py).
+    # KerasTuner as its users run it: with YCNG_JAX_MALLOC=reuse set for our sides, importing
+    # ycng_jax (for the same split) would otherwise hand it those malloc settings too.
     env["YCNG_JAX_MALLOC"] = "system"
   done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=env)
   lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
@@ -224,8 +224,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--random-epochs", type=int, default=None, help="2 (1 with --quick)")
   parser.add_argument("--batch-size", type=int, default=128)
   parser.add_argument("--keras-tuned-malloc", action="store_true",
-                      help="give KerasTuner's process ycng_jax's malloc settings too (by default "
-                           "it runs with glibc's, as its users do)")
+                      help="give KerasTuner's process the YCNG_JAX_MALLOC set for ours (by "
+                           "default it runs with glibc's defaults, as its users do)")
   parser.add_argument("--no-population", action="store_true",
                       help="skip the population search (ours with populations)")
   parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
