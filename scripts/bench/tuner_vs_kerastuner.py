@@ -19,11 +19,13 @@ first ``--train-examples`` training images, 10% of them held out (the runner's s
 Each side runs in a fresh process of its own. Ours is ``Tuner`` (each trial a ``ycng run`` in
 its workdir: checkpoints each epoch, metrics; no test pass or curves.png, which a val_ objective
 does not need), on one XLA:CPU device as Keras. "Ours, population":
-``ycng_jax.tuning.population_search`` (all trials vmapped in one program, sharded over one XLA:CPU device per core); it cannot vmap over
+``ycng_jax.tuning.population_search`` with ``topic9/population_fashion_cnn``'s config (all
+trials vmapped in one program, sharded over one XLA:CPU device per core); it cannot vmap over
 architectures, so its space is smaller (filters (32, 64) and 128 units fixed, with BatchNorm;
 learning rate and dropout searched), labelled as such; its convolutions are ``PatchConv``
 (im2col, one matmul), which vmaps to batched matmuls where ``nn.Conv`` would become a grouped
-convolution that XLA:CPU runs 2.5x slower per member. Hyperband's counterpart is successive halving over
+convolution that XLA:CPU runs 2.5-3x slower per member. Hyperband's counterpart is successive
+halving over
 rungs (1, 2, 4 epochs, keep 1/2) from as many members as the other sides' trials; random search's
 is one rung. Wall time includes compiling, data loading and each side's bookkeeping; "epochs" is
 the training epochs each side ran in all (the budget actually spent).
@@ -142,19 +144,12 @@ def our_search(algorithm: str, trials: int, args) -> dict:
 
 
 def population_search(algorithm: str, members: int, args) -> dict:
-  """``population_search.run``: members vmapped together; the smaller (fixed-architecture) space."""
+  """``population_search.run`` of ``topic9/population_fashion_cnn`` (members vmapped together;
+  the smaller, fixed-architecture space) on this benchmark's data and budget."""
+  from ycng_jax import experiments
   from ycng_jax.tuning import population_search as ps
-  config = ps.base_config()
-  config.model.name = "ycng_jax.models.cnn:CNN"
-  config.model.kwargs.features = (32, 64)
-  config.model.kwargs.convs_per_block = 1
-  config.model.kwargs.dense = 128
-  config.model.kwargs.hashed_dropout = True  # as topic9/fashion_cnn
-  config.model.kwargs.patch_convs = True  # vmapped nn.Conv is a slow grouped conv on XLA:CPU
+  config = experiments.load_module("topic9/population_fashion_cnn").get_config()
   config.train_examples, config.batch_size = args.train_examples, args.batch_size
-  config.optimizer = "adamw"
-  config.search.learning_rate, config.search.dropout = (1e-4, 1e-2), (0.0, 0.5)
-  config.search.weight_decay, config.search.log = (0.0, 0.0), ("learning_rate",)  # = Adam
   config.population = members
   if algorithm == "hyperband":
     config.rung_epochs = tuple(e for e in (1, 2, 4, 8, 16) if e < args.max_epochs) + (
