@@ -8,8 +8,8 @@ about 30,000 faults (120 MB) per train step of topic 9's CNN at batch 128, 190,0
 population of 6 of them. Keeping such blocks in the main heap (one arena, no mmap below 2 GiB,
 no trimming of the heap's top) reuses the same pages run after run: that step went from 71 to
 39 ms, the population's from 74 to 44 ms a member (2-core machine, 2026-12-04; see
-docs/training.md, "On a CPU: YCNG_JAX_MALLOC=reuse"). The cost: memory a process frees stays with it
-(its peak) unless ``malloc_trim(0)`` hands it back, as the tuner does between trials.
+docs/training.md, "On a CPU: YCNG_JAX_MALLOC=reuse"). The cost: memory a process frees stays
+with it (its peak) unless ``malloc_trim(0)`` hands it back, as the tuner does between trials.
 
 Not the default: with one arena, many threads' small allocations queue on its lock, and small
 steps slow down (32 MLP trials as one population: 17,494 trials/hour with glibc's defaults,
@@ -42,9 +42,9 @@ def _apply() -> bool:
     return False
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    mallopt, gnu_version = libc.mallopt, libc.gnu_get_libc_version
-  except (OSError, AttributeError):  # not glibc
+  except OSError:
     return False
-  del gnu_version
-  return all(mallopt(option, value) == 1 for option, value in (
+  if not hasattr(libc, "gnu_get_libc_version"):  # not glibc: mallopt's options differ
+    return False
+  return all(libc.mallopt(option, value) == 1 for option, value in (
       (_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, _LARGEST), (_M_TRIM_THRESHOLD, _LARGEST)))

@@ -5,13 +5,13 @@
       --config.epochs=1   # a quick look (the limit applies first, then the label count)
 
 The tags with at least 100 training examples (116 of them); all-MiniLM-L6-v2 reading the first
-64 tokens of each description, with a fresh sigmoid head (its bias at each tag's log-odds, its learning rate 30x the encoder's), fine-tuned
-with binary cross-entropy, against TF-IDF + one-vs-rest logistic
-regression on the same split and label set. Both get one global threshold and per-label
-thresholds tuned on a validation split carved from train. Reports micro/macro-F1 (both kinds
-of threshold), precision@1 and @5, mean average precision, per-label F1 (per_label_f1.csv)
-and F1 against label frequency (f1_vs_frequency.png). Three seeds: run with --config.seed=0,
-1 and 2 in three workdirs. Runner: ycng_jax.text.finetune.
+64 tokens of each description, with a fresh sigmoid head (its bias at each tag's log-odds, its
+learning rate 30x the encoder's), fine-tuned with binary cross-entropy, against TF-IDF +
+one-vs-rest logistic regression on the same split and label set. Both get one global
+threshold and per-label thresholds tuned on a validation split carved from train. Reports
+micro/macro-F1 (both kinds of threshold), precision@1 and @5, mean average precision, per-label
+F1 (per_label_f1.csv) and F1 against label frequency (f1_vs_frequency.png). Three seeds: run
+with --config.seed=0, 1 and 2 in three workdirs. Runner: ycng_jax.text.finetune.
 """
 
 from ycng_jax.text.finetune import base_config

@@ -77,9 +77,10 @@ class PatchConv(nn.Module):
 
   Why: under ``jax.vmap`` over a population's members (``ycng_jax.tuning.population``), each
   member's inputs and kernel differ, and ``nn.Conv`` becomes a grouped convolution that
-  XLA:CPU runs about 2.5x slower per member than one convolution alone; this layer becomes a
-  batched matmul, which runs per member as fast as alone. On its own it is as fast as
-  ``nn.Conv`` on XLA:CPU; GPUs and TPUs run grouped convolutions well and need it less.
+  XLA:CPU runs 2.5-3x slower per member than one convolution alone; this layer becomes a
+  batched matmul, which runs per member about as fast as alone. On its own it is about 15%
+  slower than ``nn.Conv`` on XLA:CPU (the gradient of topic 9's CNN: 64 against 54 ms), so
+  keep ``nn.Conv`` outside populations; GPUs and TPUs run grouped convolutions well.
   """
   features: int
   kernel_size: tuple[int, int] = (3, 3)
