@@ -33,6 +33,19 @@ def test_eval_epoch_sees_every_example_once_on_8_devices():
   assert np.asarray(batch["mask"]).sum() == 101 - 6 * 16
 
 
+
+def test_a_split_smaller_than_one_eval_batch_is_padded_only_to_the_devices():
+  """101 examples at an eval batch of 512: one batch of 104 (8 devices), not 512."""
+  loader = Loader(SOURCE, global_batch_size=512, shuffle=False, num_epochs=1,
+                  drop_remainder=False)
+  batches = list(loader)
+  assert loader.global_batch_size == 104 and loader.steps_per_epoch == len(batches) == 1
+  assert batches[0]["x"].shape == (104,) and np.asarray(batches[0]["mask"]).sum() == 101
+  np.testing.assert_array_equal(np.asarray(batches[0]["x"])[:101], np.arange(101))
+  one = Loader(SOURCE, global_batch_size=512, mesh=mesh_lib.make_mesh(1), shuffle=False,
+               num_epochs=1, drop_remainder=False)
+  assert one.global_batch_size == 101
+
 def test_same_seed_same_batches_other_seed_other_batches():
   a = _take(Loader(SOURCE, global_batch_size=8, seed=3), 20)
   b = _take(Loader(SOURCE, global_batch_size=8, seed=3), 20)

@@ -51,26 +51,56 @@ def search(tmp_path_factory):
   return workdir, config, metrics, results
 
 
-def alone(config, member):
-  """The member's trial on the shared Trainer, one device, the runner's batches."""
-  train, _, _ = clf.load_splits(config)
-  loader = Loader(train, global_batch_size=config.batch_size, mesh=make_mesh(1),
-                  seed=config.seed)
-  trainer = Trainer(MLP(num_classes=10, hidden=config.model.kwargs.hidden,
-                        dropout=member["dropout"]),
-                    make_classification_loss(),
+def train_alone(model, member, make_loader, steps, preprocess):
+  """``member``'s trial on the shared Trainer on one device: its variables (parameters and
+  model state) after ``steps`` steps on the batches of ``make_loader()`` (a fresh loader
+  gives the first batch for the shapes, as the population's init peeks one)."""
+  trainer = Trainer(model, make_classification_loss(),
                     make_optimizer("adamw", member["learning_rate"],
                                    weight_decay=member["weight_decay"]),
-                    mesh=make_mesh(1), preprocess=clf.make_preprocess(config.image_scale),
-                    seed=member["seed"])
-  trainer.init(next(iter(loader)))
-  loader = Loader(train, global_batch_size=config.batch_size, mesh=make_mesh(1),
-                  seed=config.seed)
-  for _ in range(config.rung_epochs[-1] * loader.steps_per_epoch):
+                    mesh=make_mesh(1), preprocess=preprocess, seed=member["seed"])
+  trainer.init(next(iter(make_loader())))
+  loader = make_loader()
+  for _ in range(steps):
     trainer.train_step(next(loader))
-  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(trainer.state.params))[0]
+  variables = jax.device_get({"params": trainer.state.params, **trainer.state.model_state})
   trainer.free()
+  return variables
+
+
+def alone(config, member):
+  """The member's trial of the tiny search, alone, on the runner's batches: its parameters
+  by path name."""
+  train, _, _ = clf.load_splits(config)
+
+  def make_loader():
+    return Loader(train, global_batch_size=config.batch_size, mesh=make_mesh(1),
+                  seed=config.seed)
+
+  model = MLP(num_classes=10, hidden=config.model.kwargs.hidden, dropout=member["dropout"])
+  steps = config.rung_epochs[-1] * make_loader().steps_per_epoch
+  params = train_alone(model, member, make_loader, steps,
+                       clf.make_preprocess(config.image_scale))["params"]
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
   return {path_name(keys): np.asarray(value) for keys, value in flat}
+
+
+def _test_accuracy(config, workdir, member):
+  """Test accuracy of ``member``'s saved parameters (final_params.npz), forward pass only."""
+  saved = np.load(workdir / "final_params.npz")
+  prefix, params = f"member{member}/", {}
+  for key in saved.files:
+    if key.startswith(prefix):
+      *path, leaf = key[len(prefix):].split("/")
+      node = params
+      for part in path:
+        node = node.setdefault(part, {})
+      node[leaf] = saved[key]
+  _, _, test = clf.load_splits(config)
+  model = MLP(num_classes=10, hidden=config.model.kwargs.hidden, dropout=0.0)
+  images = clf.make_preprocess(config.image_scale)({"image": test["image"]})["image"]
+  logits = model.apply({"params": params}, images, train=False)
+  return float(np.mean(np.argmax(logits, -1) == test["label"]))
 
 
 def test_successive_halving_keeps_the_best_half_and_writes_its_results(search):
@@ -85,6 +115,9 @@ def test_successive_halving_keeps_the_best_half_and_writes_its_results(search):
   best = max(kept, key=lambda i: members[i]["objective"][1])
   assert results["best"]["member"] == best and metrics == results["final"]
   assert 0.3 < metrics["test_accuracy"] <= 1.0  # 10 classes; 20 steps of training
+  # Only the best member is tested: its saved parameters give the same test accuracy.
+  assert metrics["test_accuracy"] == pytest.approx(_test_accuracy(config, workdir, best),
+                                                   abs=1e-6)
   lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   assert [line.get("rung") for line in lines] == [0, 1, None] and lines[-1]["final"]
   for name in ("results.md", "population.png", "config.json", "run.json", "settings.json"):
@@ -181,15 +214,8 @@ def test_a_cnn_member_with_batchnorm_and_patch_convs_is_the_same_trial_alone():
   ours = jax.tree.map(lambda x: np.asarray(x[1]), jax.device_get(
       {"params": pop.states.params, **pop.states.model_state}))
   pop.free()
-  trainer = Trainer(cnn(0.3), make_classification_loss(),
-                    make_optimizer("adamw", 1e-2, weight_decay=1e-3), mesh=make_mesh(1),
-                    preprocess=preprocess, seed=5)
-  trainer.init(next(iter(batches())))
-  loader = batches()
-  for _ in range(6):
-    trainer.train_step(next(loader))
-  theirs = jax.device_get({"params": trainer.state.params, **trainer.state.model_state})
-  trainer.free()
+  member = {k: v[1] for k, v in hparams.items()}
+  theirs = train_alone(cnn(member["dropout"]), member, batches, 6, preprocess)
   flat = [(path_name(k), np.abs(a - b).max()) for (k, a), b in
           zip(jax.tree_util.tree_flatten_with_path(ours)[0], jax.tree.leaves(theirs))]
   assert jax.tree.structure(ours) == jax.tree.structure(theirs)

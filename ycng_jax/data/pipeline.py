@@ -69,6 +69,8 @@ class Loader:
     num_epochs: ``None`` repeats forever (training); 1 for evaluation.
     drop_remainder: drop the short final batch of an epoch; if False it is padded and every
       batch carries ``mask`` (1.0 real, 0.0 padding), so evaluation sees each example once.
+      A source smaller than one batch then gives one batch of its examples, padded only to a
+      multiple of the devices (``global_batch_size`` shrinks to that).
     transform: ``fn(batch) -> batch`` on host numpy arrays of the *global* batch (e.g.
       tokenization), run in grain's threads; applied before the split across processes, so
       every process gets the same shapes (length buckets agree).
@@ -90,8 +92,12 @@ class Loader:
     if drop_remainder and self._source.length < self.global_batch_size:
       raise UserError(f"The source has {self._source.length} examples, fewer than one batch of "
                        f"{self.global_batch_size} with drop_remainder=True: lower the batch size.")
-    self.local_batch_size = self.global_batch_size // n_processes
     self.num_examples = self._source.length
+    if not drop_remainder and self.num_examples < self.global_batch_size:
+      # One batch holds the whole split: pad it only up to the devices, not to the batch size
+      # (300 validation images at an eval batch of 1000 would compute 3.3 times the work).
+      self.global_batch_size = max(1, -(-self.num_examples // n_devices)) * n_devices
+    self.local_batch_size = self.global_batch_size // n_processes
     self.steps_per_epoch = (self.num_examples // self.global_batch_size if drop_remainder
                             else -(-self.num_examples // self.global_batch_size))
     self.sharding = mesh_lib.data_sharding(self.mesh)
