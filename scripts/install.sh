@@ -26,8 +26,10 @@ if command -v apt-get >/dev/null; then
   # PostgreSQL: the tuner's tests start a real server (initdb + pg_ctl) for a shared study.
   test_packages=()
   [[ -n "$extras" ]] && test_packages=(chromium postgresql)
+  # libtcmalloc-minimal4: XLA:CPU's large temporaries reuse their pages under it
+  # (LD_PRELOAD=libtcmalloc_minimal.so.4; docs/training.md).
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-    dataset-fashion-mnist weka lz4 debtags "${test_packages[@]}" >/dev/null
+    dataset-fashion-mnist weka lz4 debtags libtcmalloc-minimal4 "${test_packages[@]}" >/dev/null
 else
   echo "install.sh: no apt-get; fashion_mnist, reuters_corn_grain, debtags (and its vocabulary) need Debian packages." >&2
 fi

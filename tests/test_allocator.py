@@ -1,6 +1,7 @@
 """ycng_jax.allocator: with YCNG_JAX_MALLOC=reuse, XLA:CPU's large temporaries reuse their pages
 instead of faulting them in again on every run (a fresh process each way: glibc's settings are
-per process)."""
+per process); so do they under tcmalloc (LD_PRELOAD), the alternative docs/training.md gives and
+scripts/install.sh installs."""
 
 import json
 import os
@@ -33,7 +34,9 @@ for _ in range(15):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x, k).block_until_ready()
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"tuned": ycng_jax.allocator.tune(), "faults": sorted(faults)[7]}))
+tcmalloc = "tcmalloc" in open("/proc/self/maps").read()
+print(json.dumps({"tuned": ycng_jax.allocator.tune(), "faults": sorted(faults)[7],
+                  "tcmalloc": tcmalloc}))
 """
 
 
@@ -50,3 +53,13 @@ def test_large_temporaries_reuse_their_pages_when_the_user_asks():
   assert ours["tuned"] and not system["tuned"]
   assert system["faults"] > 5_000  # 29 MB of new pages a run: 7,000 at 4 KiB, and more
   assert ours["faults"] < system["faults"] / 10
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD of a .so")
+def test_large_temporaries_reuse_their_pages_under_tcmalloc():
+  tcmalloc, system = probe(LD_PRELOAD="libtcmalloc_minimal.so.4"), probe(YCNG_JAX_MALLOC="")
+  print(tcmalloc, system)
+  assert tcmalloc["tcmalloc"], ("tcmalloc did not load: install Debian's libtcmalloc-minimal4 "
+                                "(scripts/install.sh does)")
+  assert not tcmalloc["tuned"] and not system["tcmalloc"]
+  assert tcmalloc["faults"] < system["faults"] / 10

@@ -2,7 +2,7 @@
 
   python scripts/bench/tuner_vs_kerastuner.py [--algorithms hyperband random]
       [--train-examples 10000] [--max-epochs 4] [--random-trials 12] [--random-epochs 2]
-      [--no-population]
+      [--no-population] [--no-tuner]
   python scripts/bench/tuner_vs_kerastuner.py --quick   # 2000 examples, 2 / 1 epochs, 3 trials
 
 The search is experiments/topic9/fashion_cnn.py's: topic 1's CNN (Conv-BN-ReLU-pool-dropout x2,
@@ -188,8 +188,10 @@ def run_side(side: str, algorithm: str, trials: int, args) -> dict:
   env = dict(os.environ)
   if side == "keras-tuner" and not args.keras_tuned_malloc:
     # KerasTuner as its users run it: with YCNG_JAX_MALLOC=reuse set for our sides, importing
-    # ycng_jax (for the same split) would otherwise hand it those malloc settings too.
+    # ycng_jax (for the same split) would otherwise hand it those malloc settings too, and an
+    # LD_PRELOAD of tcmalloc given for our sides would replace its malloc.
     env["YCNG_JAX_MALLOC"] = "system"
+    env.pop("LD_PRELOAD", None)
   done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=env)
   lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
   return json.loads(lines[-1][len(RESULT):])
@@ -219,10 +221,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--random-epochs", type=int, default=None, help="2 (1 with --quick)")
   parser.add_argument("--batch-size", type=int, default=128)
   parser.add_argument("--keras-tuned-malloc", action="store_true",
-                      help="give KerasTuner's process the YCNG_JAX_MALLOC set for ours (by "
-                           "default it runs with glibc's defaults, as its users do)")
+                      help="give KerasTuner's process the YCNG_JAX_MALLOC and LD_PRELOAD set "
+                           "for ours (by default it runs with glibc's malloc as its users do)")
   parser.add_argument("--no-population", action="store_true",
                       help="skip the population search (ours with populations)")
+  parser.add_argument("--no-tuner", action="store_true",
+                      help="skip our Tuner (ours without populations)")
   parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
                       help="XLA:CPU devices the population is sharded over (one per core)")
   parser.add_argument("--quick", action="store_true",
@@ -259,9 +263,11 @@ def main(argv=None):
               f"random search, {args.random_trials} trials x {args.random_epochs} epochs")
     theirs = run_side("keras-tuner", algorithm, 0, args)
     print(f"{budget}: keras-tuner {theirs}", flush=True)
-    ours = run_side("ours", algorithm, theirs["trials"], args)
-    print(f"{budget}: ycng Tuner {ours}", flush=True)
-    sides = [("keras-tuner", theirs), ("ycng Tuner", ours)]
+    sides = [("keras-tuner", theirs)]
+    if not args.no_tuner:
+      ours = run_side("ours", algorithm, theirs["trials"], args)
+      print(f"{budget}: ycng Tuner {ours}", flush=True)
+      sides.append(("ycng Tuner", ours))
     if not args.no_population:
       pop = run_side("population", algorithm, theirs["trials"], args)
       print(f"{budget}: ycng population {pop}", flush=True)
