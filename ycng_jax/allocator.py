@@ -11,11 +11,13 @@ no trimming of the heap's top) reuses the same pages run after run: that step we
 docs/training.md, "On a CPU: YCNG_JAX_MALLOC=reuse"). The cost: memory a process frees stays
 with it (its peak) unless ``malloc_trim(0)`` hands it back, as the tuner does between trials.
 
-Not the default: with one arena, many threads' small allocations queue on its lock, and small
-steps slow down (32 MLP trials as one population: 17,494 trials/hour with glibc's defaults,
-12,403-14,320 with these settings). Without the variable (or ``system``) glibc's defaults stay.
-Other C libraries (musl, macOS) are left alone. Arena settings reach only threads that have not
-allocated yet, so the variable must be set before the process starts.
+Not the default: with one arena, many threads' allocations queue on its lock, and small
+workloads slow down (32 MLP trials as one population: 17,494 trials/hour with glibc's defaults,
+12,403-14,320 with these settings), mostly in XLA's compiles, which run on many threads.
+tcmalloc (``LD_PRELOAD=libtcmalloc_minimal.so.4``) reuses the large blocks too, without that
+loss: the better choice where it is installed. Without the variable (or ``system``) glibc's
+defaults stay. Other C libraries (musl, macOS) are left alone. Arena settings reach only
+threads that have not allocated yet, so the variable must be set before the process starts.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ the dropout rate (0..0.5) drawn for 16 members, seeds 0..15, trained in one comp
 best half: 16 -> 8 -> 4. The convolutions are PatchConv (im2col and one matmul), which vmaps to
 batched matmuls: nn.Conv would become a grouped convolution that XLA:CPU runs 2.5-3x slower
 per member (on a GPU, where grouped convolutions run well, add
---config.model.kwargs.patch_convs=False). About 3 minutes on 2 CPU cores. Writes results.json,
+--config.model.kwargs.patch_convs=False). About 3 minutes on 2 CPU cores, 2 with
+LD_PRELOAD=libtcmalloc_minimal.so.4 (docs/training.md). Writes results.json,
 results.md, population.png and best_config.py (`ycng run WORKDIR/best_config.py` trains the
 best member alone).
 Runner: ycng_jax.tuning.population_search (docs/tuning_populations.md).
