@@ -8,8 +8,9 @@ about 30,000 faults (120 MB) per train step of topic 9's CNN at batch 128, 190,0
 population of 6 of them. Keeping such blocks in the main heap (one arena, no mmap below 2 GiB,
 no trimming of the heap's top) reuses the same pages run after run: that step went from 71 to
 39 ms, the population's from 74 to 44 ms a member (2-core machine, 2026-12-04; see
-docs/training.md, "On a CPU: YCNG_JAX_MALLOC=reuse"). The cost: memory a process frees stays
-with it (its peak) unless ``malloc_trim(0)`` hands it back, as the tuner does between trials.
+docs/training.md, "On a CPU: YCNG_JAX_MALLOC=reuse, or tcmalloc"). The cost: memory a process
+frees stays with it (its peak) unless ``malloc_trim(0)`` hands it back, as the tuner does
+between trials.
 
 Not the default: with one arena, many threads' allocations queue on its lock, and small
 workloads slow down (32 MLP trials as one population: 17,494 trials/hour with glibc's defaults,

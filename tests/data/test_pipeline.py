@@ -33,7 +33,6 @@ def test_eval_epoch_sees_every_example_once_on_8_devices():
   assert np.asarray(batch["mask"]).sum() == 101 - 6 * 16
 
 
-
 def test_a_split_smaller_than_one_eval_batch_is_padded_only_to_the_devices():
   """101 examples at an eval batch of 512: one batch of 104 (8 devices), not 512."""
   loader = Loader(SOURCE, global_batch_size=512, shuffle=False, num_epochs=1,
@@ -45,6 +44,7 @@ def test_a_split_smaller_than_one_eval_batch_is_padded_only_to_the_devices():
   one = Loader(SOURCE, global_batch_size=512, mesh=mesh_lib.make_mesh(1), shuffle=False,
                num_epochs=1, drop_remainder=False)
   assert one.global_batch_size == 101
+
 
 def test_same_seed_same_batches_other_seed_other_batches():
   a = _take(Loader(SOURCE, global_batch_size=8, seed=3), 20)
