@@ -41,8 +41,9 @@ print(json.dumps({"tuned": ycng_jax.allocator.tune(), "faults": sorted(faults)[7
 
 
 def probe(**env):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "LD_PRELOAD": "", **env}
   out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
-                       env={**os.environ, "JAX_PLATFORMS": "cpu", "LD_PRELOAD": "", **env}, timeout=120)
+                       env=env, timeout=120)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -10,6 +10,7 @@ rate) on one device, on the same batches.
 
 import json
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -85,17 +86,16 @@ def alone(config, member):
   return {path_name(keys): np.asarray(value) for keys, value in flat}
 
 
+def saved_params(workdir, member):
+  """``member``'s parameters in final_params.npz, by path name ('Dense_0/kernel')."""
+  saved = np.load(workdir / "final_params.npz")
+  prefix = f"member{member}/"
+  return {k[len(prefix):]: saved[k] for k in saved.files if k.startswith(prefix)}
+
+
 def _test_accuracy(config, workdir, member):
   """Test accuracy of ``member``'s saved parameters (final_params.npz), forward pass only."""
-  saved = np.load(workdir / "final_params.npz")
-  prefix, params = f"member{member}/", {}
-  for key in saved.files:
-    if key.startswith(prefix):
-      *path, leaf = key[len(prefix):].split("/")
-      node = params
-      for part in path:
-        node = node.setdefault(part, {})
-      node[leaf] = saved[key]
+  params = flax.traverse_util.unflatten_dict(saved_params(workdir, member), sep="/")
   _, _, test = clf.load_splits(config)
   model = MLP(num_classes=10, hidden=config.model.kwargs.hidden, dropout=0.0)
   images = clf.make_preprocess(config.image_scale)({"image": test["image"]})["image"]
@@ -135,9 +135,7 @@ def test_a_survivor_ends_as_the_same_trial_trained_alone(search):
   (One alone run, not two: each costs two compiles, and the suite's time is short.)"""
   workdir, config, _, results = search
   member = [m for m in results["members"] if m["status"] == "finished"][1]
-  saved = np.load(workdir / "final_params.npz")
-  prefix = f"member{member['member']}/"
-  ours = {k[len(prefix):]: saved[k] for k in saved.files if k.startswith(prefix)}
+  ours = saved_params(workdir, member["member"])
   theirs = alone(config, member)
   assert sorted(ours) == sorted(theirs)
   diffs = np.concatenate([np.abs(ours[k] - theirs[k]).ravel() for k in sorted(ours)])

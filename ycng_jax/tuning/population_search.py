@@ -224,8 +224,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   best_position = int(_rank(objectives[members, -1], config.direction)[0])
   best_member = int(members[best_position])
   _save_params(os.path.join(workdir, "final_params.npz"), pop, members)
-  # Only the best member is tested: testing all 12 members of a random search took 29 s, 10
-  # times what one takes.
+  # Only the best member is tested: testing all 12 members of a random search took 29 s, the
+  # best one alone 1.6 s with its compile.
   pop.select([best_position])
   with rewound(test_loader):
     test = pop.evaluate(test_loader)
